@@ -1,0 +1,7 @@
+from django.apps import AppConfig
+
+
+class CallsConfig(AppConfig):
+    name = "calls"
+    verbose_name = "Calls and agents"
+    default_auto_field = "django.db.models.BigAutoField"

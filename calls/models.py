@@ -1,0 +1,239 @@
+"""The domain: agent configs and their revisions, tools, number routing, calls and their events."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
+from django.db import models
+from django.db.models import Q
+
+from calls import validators
+
+VOICES = ["alloy", "ash", "ballad", "coral", "echo", "sage", "shimmer", "verse", "marin", "cedar"]
+BUILTIN_TOOLS = ("end_call", "transfer_call")
+
+
+class AgentConfig(models.Model):
+    class TurnDetection(models.TextChoices):
+        SERVER_VAD = "server_vad", "Server VAD (silence based)"
+        SEMANTIC_VAD = "semantic_vad", "Semantic VAD (meaning based)"
+
+    class Eagerness(models.TextChoices):
+        AUTO = "auto", "Auto"
+        LOW = "low", "Low"
+        MEDIUM = "medium", "Medium"
+        HIGH = "high", "High"
+
+    class NoiseReduction(models.TextChoices):
+        OFF = "", "Off"
+        NEAR_FIELD = "near_field", "Near field (handset)"
+        FAR_FIELD = "far_field", "Far field (speakerphone)"
+
+    name = models.CharField(max_length=100, unique=True)
+    instructions = models.TextField(help_text="The system prompt: who the agent is and how it behaves.")
+    greeting = models.TextField(blank=True, help_text="What the agent says first. Empty: it waits for the caller.")
+    voice = models.CharField(max_length=20, choices=[(v, v) for v in VOICES], default="marin")
+    model = models.CharField(max_length=100, default="gpt-realtime", validators=[validators.validate_model_name])
+    speed = models.FloatField(default=1.0, validators=[MinValueValidator(0.25), MaxValueValidator(1.5)])
+    turn_detection = models.CharField(max_length=20, choices=TurnDetection.choices, default=TurnDetection.SERVER_VAD)
+    vad_threshold = models.FloatField(
+        default=0.5, validators=[MinValueValidator(0.0), MaxValueValidator(1.0)],
+        help_text="Server VAD: loudness needed to count as speech (higher = less sensitive).",
+    )
+    vad_prefix_padding_ms = models.PositiveIntegerField(default=300, validators=[MaxValueValidator(2000)])
+    vad_silence_duration_ms = models.PositiveIntegerField(
+        default=500, validators=[MinValueValidator(100), MaxValueValidator(5000)],
+        help_text="Server VAD: silence that ends the caller's turn.",
+    )
+    eagerness = models.CharField(max_length=10, choices=Eagerness.choices, default=Eagerness.AUTO)
+    interrupt_response = models.BooleanField(default=True, help_text="Let the caller interrupt the agent.")
+    noise_reduction = models.CharField(max_length=20, choices=NoiseReduction.choices, blank=True, default="")
+    transcription_enabled = models.BooleanField(default=True, help_text="Transcribe what the caller says.")
+    transcription_model = models.CharField(max_length=100, default="gpt-4o-mini-transcribe")
+    max_output_tokens = models.PositiveIntegerField(
+        null=True, blank=True, validators=[MinValueValidator(1), MaxValueValidator(4096)],
+        help_text="Per response; empty = no limit.",
+    )
+    max_call_minutes = models.PositiveIntegerField(
+        default=55, validators=[MinValueValidator(1), MaxValueValidator(58)],
+        help_text="The call ends politely at this point; a Realtime session lasts at most 60 minutes.",
+    )
+    tools = models.ManyToManyField("Tool", blank=True, related_name="agent_configs")
+    transfer_number = models.CharField(
+        max_length=16, blank=True, validators=[validators.validate_e164],
+        help_text="Where transfer_call sends the caller (E.164).",
+    )
+    is_active = models.BooleanField(default=True)
+    is_default = models.BooleanField(default=False, help_text="Used when the dialled number has no route.")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.UniqueConstraint(fields=["is_default"], condition=Q(is_default=True), name="one_default_config"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class AgentConfigRevision(models.Model):
+    """A frozen copy of a config after each save, to view, compare and restore."""
+
+    config = models.ForeignKey(AgentConfig, on_delete=models.CASCADE, related_name="revisions")
+    number = models.PositiveIntegerField()
+    author = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    created_at = models.DateTimeField(auto_now_add=True)
+    data = models.JSONField(help_text="The config's editable fields after this save.")
+    changed_fields = models.JSONField(default=list)
+    comment = models.CharField(max_length=200, blank=True)
+
+    class Meta:
+        ordering = ["config", "-number"]
+        constraints = [models.UniqueConstraint(fields=["config", "number"], name="unique_revision_number")]
+
+    def __str__(self) -> str:
+        return f"{self.config} r{self.number}"
+
+
+class Tool(models.Model):
+    class Kind(models.TextChoices):
+        BUILTIN = "builtin", "Built-in (provided by the bridge)"
+        HTTP = "http", "HTTP (POSTs the arguments as JSON)"
+
+    name = models.CharField(
+        max_length=64, unique=True,
+        validators=[RegexValidator(r"^[a-zA-Z0-9_-]{1,64}$", "Letters, digits, _ and - only (max 64).")],
+    )
+    kind = models.CharField(max_length=10, choices=Kind.choices, default=Kind.HTTP)
+    description = models.TextField(help_text="Tells the model when and how to use the tool.")
+    parameters = models.JSONField(
+        default=validators.empty_parameters_schema, validators=[validators.validate_parameters_schema],
+        help_text="JSON Schema (an object schema) for the arguments.",
+    )
+    url = models.URLField(blank=True, validators=[validators.validate_https_url])
+    timeout_s = models.FloatField(default=5.0, validators=[MinValueValidator(0.5), MaxValueValidator(30.0)])
+    secret_header_name = models.CharField(
+        max_length=100, blank=True,
+        validators=[RegexValidator(r"^[A-Za-z0-9-]+$", "An HTTP header name, e.g. X-Api-Key.")],
+        help_text="Header that carries the secret from TOOL_SECRET_<NAME> (env or SSM); never stored here.",
+    )
+    is_active = models.BooleanField(default=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def clean(self) -> None:
+        from django.core.exceptions import ValidationError
+
+        if self.kind == self.Kind.HTTP and not self.url:
+            raise ValidationError({"url": "An HTTP tool needs an https:// URL."})
+        if self.kind == self.Kind.BUILTIN and self.name not in BUILTIN_TOOLS:
+            raise ValidationError({"name": f"Built-in tools are {', '.join(BUILTIN_TOOLS)}."})
+
+    @property
+    def secret_env_name(self) -> str:
+        return "TOOL_SECRET_" + self.name.upper().replace("-", "_")
+
+
+class PhoneNumber(models.Model):
+    number = models.CharField(max_length=16, unique=True, validators=[validators.validate_e164])
+    label = models.CharField(max_length=100, blank=True)
+    agent_config = models.ForeignKey(AgentConfig, on_delete=models.PROTECT, related_name="phone_numbers")
+    is_active = models.BooleanField(default=True)
+    twilio_sid = models.CharField(max_length=64, blank=True, help_text="Twilio's PN… id (sync_twilio_numbers).")
+
+    class Meta:
+        ordering = ["number"]
+
+    def __str__(self) -> str:
+        return f"{self.number} → {self.agent_config}"
+
+
+class Call(models.Model):
+    class Status(models.TextChoices):
+        RINGING = "ringing", "Ringing"
+        IN_PROGRESS = "in_progress", "In progress"
+        COMPLETED = "completed", "Completed"
+        FAILED = "failed", "Failed"
+        BUSY = "busy", "Busy"
+        NO_ANSWER = "no_answer", "No answer"
+        CANCELED = "canceled", "Canceled"
+
+    TERMINAL = frozenset({"completed", "failed", "busy", "no_answer", "canceled"})
+
+    class EndReason(models.TextChoices):
+        CALLER_HANGUP = "caller_hangup", "Caller hung up"
+        AGENT_ENDED = "agent_ended", "Agent ended the call"
+        TRANSFERRED = "transferred", "Transferred"
+        MAX_DURATION = "max_duration", "Reached the maximum duration"
+        UPSTREAM_ERROR = "upstream_error", "OpenAI connection failed"
+        NOT_CONFIGURED = "not_configured", "Not configured"
+        DRAINED = "drained", "Ended by a bridge shutdown"
+        PROTOCOL_ERROR = "protocol_error", "Bad stream input"
+        STREAM_LOST = "stream_lost", "Media stream lost"
+
+    twilio_call_sid = models.CharField(max_length=64, unique=True)
+    account_sid = models.CharField(max_length=64, blank=True)
+    stream_sid = models.CharField(max_length=64, blank=True)
+    from_number = models.CharField(max_length=32, blank=True)
+    to_number = models.CharField(max_length=32, blank=True)
+    agent_config = models.ForeignKey(
+        AgentConfig, null=True, blank=True, on_delete=models.SET_NULL, related_name="calls"
+    )
+    config_snapshot = models.JSONField(default=dict, help_text="The config as it was when the call came in.")
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.RINGING, db_index=True)
+    twilio_status = models.CharField(max_length=20, blank=True)
+    twilio_status_at = models.DateTimeField(null=True, blank=True)
+    end_reason = models.CharField(max_length=20, choices=EndReason.choices, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    started_at = models.DateTimeField(null=True, blank=True, help_text="Media stream started.")
+    ended_at = models.DateTimeField(null=True, blank=True)
+    duration_s = models.PositiveIntegerField(null=True, blank=True)
+    stream_token_used_at = models.DateTimeField(null=True, blank=True)
+    bridge_instance = models.CharField(max_length=64, blank=True)
+    input_tokens = models.PositiveIntegerField(default=0)
+    output_tokens = models.PositiveIntegerField(default=0)
+    usage = models.JSONField(default=dict, blank=True, help_text="Summed usage from response.done events.")
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["to_number", "-created_at"])]
+
+    def __str__(self) -> str:
+        return self.twilio_call_sid
+
+    @property
+    def is_live(self) -> bool:
+        return self.status not in self.TERMINAL
+
+
+class CallEvent(models.Model):
+    class Kind(models.TextChoices):
+        CALLER = "caller", "Caller said"
+        AGENT = "agent", "Agent said"
+        TOOL_CALL = "tool_call", "Tool call"
+        TOOL_RESULT = "tool_result", "Tool result"
+        BARGE_IN = "barge_in", "Caller interrupted"
+        DTMF = "dtmf", "Keypad"
+        STATUS = "status", "Status"
+        ERROR = "error", "Error"
+
+    call = models.ForeignKey(Call, on_delete=models.CASCADE, related_name="events")
+    seq = models.PositiveIntegerField()
+    kind = models.CharField(max_length=20, choices=Kind.choices)
+    t_ms = models.PositiveIntegerField(help_text="Milliseconds since the call started.")
+    text = models.TextField(blank=True)
+    data = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["call", "seq"]
+        constraints = [models.UniqueConstraint(fields=["call", "seq"], name="unique_event_seq")]
+
+    def __str__(self) -> str:
+        return f"{self.call_id}#{self.seq} {self.kind}"

@@ -1,0 +1,276 @@
+"""Domain operations on configs and calls. Views, admin, the webhook and the bridge call these."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from calls.models import BUILTIN_TOOLS, AgentConfig, AgentConfigRevision, Call, CallEvent, PhoneNumber, Tool
+
+log = logging.getLogger(__name__)
+
+BUILTIN_TOOL_SPECS: dict[str, dict[str, Any]] = {
+    "end_call": {
+        "description": "End the phone call. Use it after saying goodbye, when the caller is done.",
+        "parameters": {
+            "type": "object",
+            "properties": {"reason": {"type": "string", "description": "Why the call is ending."}},
+            "required": [],
+        },
+    },
+    "transfer_call": {
+        "description": "Transfer the caller to a human colleague. Tell the caller first that you are transferring.",
+        "parameters": {
+            "type": "object",
+            "properties": {"reason": {"type": "string", "description": "What the caller needs help with."}},
+            "required": [],
+        },
+    },
+}
+
+# The fields a revision keeps and a restore writes back (everything staff edit).
+REVISION_FIELDS = [
+    "name", "instructions", "greeting", "voice", "model", "speed", "turn_detection", "vad_threshold",
+    "vad_prefix_padding_ms", "vad_silence_duration_ms", "eagerness", "interrupt_response", "noise_reduction",
+    "transcription_enabled", "transcription_model", "max_output_tokens", "max_call_minutes",
+    "transfer_number", "is_active", "is_default",
+]
+
+
+def mask_phone(number: str) -> str:
+    """+14155550123 → +1415•••0123: enough to tell calls apart in logs, not enough to dial."""
+    if not number:
+        return ""
+    if len(number) <= 6:
+        return "•" * len(number)
+    return number[:5] + "•••" + number[-4:]
+
+
+# --- tools and configs ---------------------------------------------------------------------------------
+
+def ensure_builtin_tools() -> list[Tool]:
+    tools = []
+    for name in BUILTIN_TOOLS:
+        spec = BUILTIN_TOOL_SPECS[name]
+        tool, _ = Tool.objects.get_or_create(
+            name=name, defaults={"kind": Tool.Kind.BUILTIN, **spec}
+        )
+        tools.append(tool)
+    return tools
+
+
+def config_fields(config: AgentConfig) -> dict[str, Any]:
+    data = {f: getattr(config, f) for f in REVISION_FIELDS}
+    data["tools"] = sorted(config.tools.values_list("name", flat=True)) if config.pk else []
+    return data
+
+
+def record_revision(config: AgentConfig, author: Any = None, comment: str = "") -> AgentConfigRevision | None:
+    """Keep a revision after a save; nothing when nothing changed since the last one."""
+    data = config_fields(config)
+    last = config.revisions.order_by("-number").first()
+    if last is not None and last.data == data:
+        return None
+    changed = sorted(k for k in data if last is None or last.data.get(k) != data[k])
+    if author is not None and not getattr(author, "is_authenticated", False):
+        author = None
+    return AgentConfigRevision.objects.create(
+        config=config, number=(last.number + 1) if last else 1, author=author, data=data,
+        changed_fields=changed, comment=comment[:200],
+    )
+
+
+def revision_diff(old: dict[str, Any] | None, new: dict[str, Any]) -> list[tuple[str, Any, Any]]:
+    old = old or {}
+    return [(k, old.get(k), new.get(k)) for k in new if old.get(k) != new.get(k)]
+
+
+@transaction.atomic
+def restore_revision(revision: AgentConfigRevision, author: Any = None) -> AgentConfig:
+    config = AgentConfig.objects.select_for_update().get(pk=revision.config_id)
+    data = dict(revision.data)
+    tool_names = data.pop("tools", [])
+    for field in REVISION_FIELDS:
+        if field in data:
+            setattr(config, field, data[field])
+    if config.is_default:
+        AgentConfig.objects.filter(is_default=True).exclude(pk=config.pk).update(is_default=False)
+    config.full_clean()
+    config.save()
+    config.tools.set(Tool.objects.filter(name__in=tool_names))
+    record_revision(config, author, comment=f"Restored revision {revision.number}")
+    return config
+
+
+def resolve_config(to_number: str) -> AgentConfig | None:
+    """The config for the dialled number, else the default config; None when neither is usable."""
+    route = (
+        PhoneNumber.objects.select_related("agent_config")
+        .filter(number=to_number, is_active=True, agent_config__is_active=True)
+        .first()
+    )
+    if route:
+        return route.agent_config
+    return AgentConfig.objects.filter(is_default=True, is_active=True).first()
+
+
+def config_snapshot(config: AgentConfig) -> dict[str, Any]:
+    """Everything the bridge needs for a call, frozen at the moment the call came in."""
+    turn: dict[str, Any]
+    if config.turn_detection == AgentConfig.TurnDetection.SEMANTIC_VAD:
+        turn = {"type": "semantic_vad", "eagerness": config.eagerness}
+    else:
+        turn = {
+            "type": "server_vad", "threshold": config.vad_threshold,
+            "prefix_padding_ms": config.vad_prefix_padding_ms,
+            "silence_duration_ms": config.vad_silence_duration_ms,
+        }
+    turn.update(interrupt_response=config.interrupt_response, create_response=True)
+    tools = []
+    for tool in config.tools.filter(is_active=True).order_by("name"):
+        if tool.kind == Tool.Kind.BUILTIN and tool.name == "transfer_call" and not config.transfer_number:
+            continue  # nowhere to transfer to: do not offer it to the model
+        spec: dict[str, Any] = {
+            "kind": tool.kind, "name": tool.name, "description": tool.description, "parameters": tool.parameters,
+        }
+        if tool.kind == Tool.Kind.HTTP:
+            spec.update(url=tool.url, timeout_s=tool.timeout_s, secret_header_name=tool.secret_header_name,
+                        tool_id=tool.pk)
+        tools.append(spec)
+    last = config.revisions.order_by("-number").values_list("number", flat=True).first() if config.pk else None
+    return {
+        "config_id": config.pk, "name": config.name, "revision": last or 0,
+        "model": config.model or settings.OPENAI_REALTIME_MODEL,
+        "instructions": config.instructions, "voice": config.voice, "speed": config.speed,
+        "greeting": config.greeting, "turn_detection": turn,
+        "noise_reduction": config.noise_reduction or None,
+        "transcription_model": config.transcription_model if config.transcription_enabled else None,
+        "max_output_tokens": config.max_output_tokens or "inf",
+        "max_call_seconds": config.max_call_minutes * 60,
+        "transfer_number": config.transfer_number or None,
+        "tools": tools,
+    }
+
+
+# --- calls ---------------------------------------------------------------------------------------------
+
+def start_call(call_sid: str, account_sid: str, from_number: str, to_number: str,
+               config: AgentConfig | None) -> Call:
+    """The webhook's record of an incoming call. A retried webhook (same SID) gets the same row."""
+    call, created = Call.objects.get_or_create(
+        twilio_call_sid=call_sid,
+        defaults={
+            "account_sid": account_sid, "from_number": from_number, "to_number": to_number,
+            "agent_config": config, "config_snapshot": config_snapshot(config) if config else {},
+            "twilio_status": "ringing",
+        },
+    )
+    if not created and config and not call.config_snapshot:
+        call.agent_config, call.config_snapshot = config, config_snapshot(config)
+        call.save(update_fields=["agent_config", "config_snapshot"])
+    return call
+
+
+_TWILIO_STATUS = {
+    "queued": Call.Status.RINGING, "initiated": Call.Status.RINGING, "ringing": Call.Status.RINGING,
+    "in-progress": Call.Status.IN_PROGRESS, "answered": Call.Status.IN_PROGRESS,
+    "completed": Call.Status.COMPLETED, "busy": Call.Status.BUSY, "failed": Call.Status.FAILED,
+    "no-answer": Call.Status.NO_ANSWER, "canceled": Call.Status.CANCELED,
+}
+
+
+def _rank(status: str) -> int:
+    return 2 if status in Call.TERMINAL else (1 if status == Call.Status.IN_PROGRESS else 0)
+
+
+@transaction.atomic
+def apply_status_callback(call_sid: str, twilio_status: str, duration_s: int | None = None,
+                          at: datetime | None = None) -> Call | None:
+    """Record a Twilio status callback. Duplicates and out-of-order callbacks never move a call backwards."""
+    status = _TWILIO_STATUS.get(twilio_status)
+    if status is None:
+        raise ValueError(f"unknown CallStatus {twilio_status!r}")
+    call = Call.objects.select_for_update().filter(twilio_call_sid=call_sid).first()
+    if call is None:
+        return None
+    now = timezone.now()
+    fields = []
+    if _rank(status) > _rank(call.status):
+        call.status = status
+        fields.append("status")
+    if call.twilio_status_at is None or (at or now) >= call.twilio_status_at:
+        call.twilio_status, call.twilio_status_at = twilio_status, at or now
+        fields += ["twilio_status", "twilio_status_at"]
+    if status in Call.TERMINAL:
+        if call.ended_at is None:
+            call.ended_at = at or now
+            fields.append("ended_at")
+        if duration_s is not None and call.duration_s != duration_s:
+            call.duration_s = duration_s
+            fields.append("duration_s")
+    if fields:
+        call.save(update_fields=fields)
+    return call
+
+
+def claim_stream(call_sid: str, stream_sid: str, instance: str) -> Call | None:
+    """Mark the call's stream token used. Returns None when it was already used (a replay) or the call is
+    unknown: the token is single-use, enforced by one conditional UPDATE."""
+    now = timezone.now()
+    claimed = Call.objects.filter(twilio_call_sid=call_sid, stream_token_used_at__isnull=True).update(
+        stream_token_used_at=now, stream_sid=stream_sid, started_at=now, bridge_instance=instance,
+        status=Call.Status.IN_PROGRESS,
+    )
+    if not claimed:
+        return None
+    return Call.objects.get(twilio_call_sid=call_sid)
+
+
+def finish_call(call_id: int, end_reason: str, usage: dict[str, Any] | None = None) -> None:
+    """The bridge's end of a call: reason, end time, duration and summed usage. Idempotent."""
+    with transaction.atomic():
+        call = Call.objects.select_for_update().get(pk=call_id)
+        now = timezone.now()
+        if not call.end_reason:
+            call.end_reason = end_reason
+        if call.ended_at is None:
+            call.ended_at = now
+        if call.started_at and call.duration_s is None:
+            call.duration_s = max(0, int((call.ended_at - call.started_at).total_seconds()))
+        if call.status not in Call.TERMINAL:
+            call.status = (
+                Call.Status.FAILED
+                if end_reason in {Call.EndReason.UPSTREAM_ERROR, Call.EndReason.NOT_CONFIGURED,
+                                  Call.EndReason.PROTOCOL_ERROR}
+                else Call.Status.COMPLETED
+            )
+        if usage:
+            call.usage = usage
+            call.input_tokens = int(usage.get("input_tokens", 0))
+            call.output_tokens = int(usage.get("output_tokens", 0))
+        call.save()
+
+
+def add_events(call_id: int, events: Iterable[dict[str, Any]]) -> int:
+    """Append events (kind, t_ms, text, data, seq) in one batch; a seq already stored is skipped,
+    so a retried batch after a database hiccup never duplicates lines."""
+    rows = [
+        CallEvent(call_id=call_id, seq=e["seq"], kind=e["kind"], t_ms=max(0, int(e.get("t_ms", 0))),
+                  text=e.get("text", ""), data=e.get("data") or {})
+        for e in events
+    ]
+    CallEvent.objects.bulk_create(rows, ignore_conflicts=True)
+    return len(rows)
+
+
+def purge_calls(older_than: timedelta) -> int:
+    cutoff = timezone.now() - older_than
+    deleted, _ = Call.objects.filter(created_at__lt=cutoff).exclude(status__in=["ringing", "in_progress"]).delete()
+    return deleted
+

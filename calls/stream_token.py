@@ -1,0 +1,49 @@
+"""The signed, short-lived, single-call token that travels from the webhook's TwiML to the bridge.
+
+Twilio's <Stream> URL cannot carry a query string, so the token goes in a <Parameter> and comes back in
+`start.customParameters`. The signature proves the webhook minted it; the embedded time bounds its life;
+binding it to the call SID stops it being replayed on another call, and the bridge's atomic
+"first use" mark on the Call row stops it being replayed on the same one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.core import signing
+
+SALT = "voiceops.stream-token.v1"
+
+
+class TokenRejected(Exception):
+    """The token is missing, forged, expired or not for this call. `reason` is safe to show."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass(frozen=True, slots=True)
+class StreamGrant:
+    call_sid: str
+    config_id: int | None
+
+
+def mint(call_sid: str, config_id: int | None) -> str:
+    return signing.dumps({"c": call_sid, "a": config_id}, salt=SALT, compress=False)
+
+
+def verify(token: str | None, call_sid: str, max_age_s: int | None = None) -> StreamGrant:
+    if not token:
+        raise TokenRejected("missing stream token")
+    ttl = settings.STREAM_TOKEN_TTL_S if max_age_s is None else max_age_s
+    try:
+        data = signing.loads(token, salt=SALT, max_age=ttl)
+    except signing.SignatureExpired:
+        raise TokenRejected("stream token expired") from None
+    except signing.BadSignature:
+        raise TokenRejected("stream token invalid") from None
+    if not isinstance(data, dict) or data.get("c") != call_sid:
+        raise TokenRejected("stream token is for another call")
+    return StreamGrant(call_sid=call_sid, config_id=data.get("a"))

@@ -1,0 +1,43 @@
+"""TwiML replies, built with the twilio library's own classes."""
+
+from __future__ import annotations
+
+from twilio.twiml.voice_response import VoiceResponse
+
+VOICE = "Polly.Joanna"
+
+APOLOGY = "Sorry, our assistant is not available right now. Please call again later. Goodbye."
+UPSTREAM_APOLOGY = "Sorry, we are having technical trouble and have to end this call. Please call again. Goodbye."
+TIME_LIMIT = "We have reached the time limit for this call. Thank you for calling. Goodbye."
+DRAINED = "Sorry, we have to end this call now. Please call again. Goodbye."
+
+
+def connect_stream(stream_url: str, token: str, status_url: str, action_url: str) -> str:
+    """<Connect><Stream> to the bridge. The token rides in a <Parameter> since the URL takes no query.
+    When the bridge closes the stream, Twilio asks `action_url` what to do next."""
+    response = VoiceResponse()
+    connect = response.connect(action=action_url, method="POST")
+    stream = connect.stream(url=stream_url, status_callback=status_url, status_callback_method="POST")
+    stream.parameter(name="token", value=token)
+    return str(response)
+
+
+def say_and_hang_up(text: str) -> str:
+    response = VoiceResponse()
+    response.say(text, voice=VOICE)
+    response.hangup()
+    return str(response)
+
+
+def transfer(number: str, caller_id: str | None, fallback_text: str) -> str:
+    response = VoiceResponse()
+    response.dial(number, caller_id=caller_id or None, timeout=30)
+    response.say(fallback_text, voice=VOICE)  # reached only when the transfer is not answered
+    response.hangup()
+    return str(response)
+
+
+def hang_up() -> str:
+    response = VoiceResponse()
+    response.hangup()
+    return str(response)

@@ -1,0 +1,11 @@
+"""The slim URLconf: only the Twilio webhooks. On Lambda it is the root URLconf; the full app includes it."""
+
+from django.urls import path
+
+from lambda_webhook import views
+
+urlpatterns = [
+    path("twilio/voice", views.voice, name="twilio-voice"),
+    path("twilio/status", views.status, name="twilio-status"),
+    path("twilio/stream-ended", views.stream_ended, name="twilio-stream-ended"),
+]

@@ -1,0 +1,20 @@
+"""The one ASGI application: HTTP → Django; WebSocket → the media bridge (and the dashboard's live feed)."""
+
+import os
+
+from django.core.asgi import get_asgi_application
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "voiceops.settings")
+django_asgi_app = get_asgi_application()  # sets Django up before the consumers import models
+
+from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
+from django.urls import path  # noqa: E402
+
+from bridge.consumer import MediaStreamConsumer  # noqa: E402
+
+application = ProtocolTypeRouter(
+    {
+        "http": django_asgi_app,
+        "websocket": URLRouter([path("media-stream", MediaStreamConsumer.as_asgi())]),
+    }
+)

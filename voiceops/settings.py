@@ -1,0 +1,198 @@
+"""The one settings module. Every stage is configured from the environment (12-factor).
+
+Local mode (DJANGO_DEBUG=1, the default when nothing is set) runs with embedded defaults: SQLite,
+the in-memory channel layer and a random secret key. Production mode (DJANGO_DEBUG=0) refuses to
+start without a real secret key and allowed hosts, and passes `manage.py check --deploy`.
+
+VOICEOPS_COMPONENT picks what this process serves: `all` (local), `web`, `bridge` or `webhook`
+(the Lambda slice, which loads only what the Twilio webhooks need to keep cold starts small).
+"""
+
+from __future__ import annotations
+
+import secrets
+import sys
+from pathlib import Path
+
+import environ
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+env = environ.Env()
+
+DEBUG: bool = env.bool("DJANGO_DEBUG", default=True)
+COMPONENT: str = env.str("VOICEOPS_COMPONENT", default="all")
+if COMPONENT not in {"all", "web", "bridge", "webhook"}:
+    raise ImproperlyConfigured(f"VOICEOPS_COMPONENT must be all, web, bridge or webhook, not {COMPONENT!r}")
+STAGE: str = env.str("VOICEOPS_STAGE", default="local")
+
+_secret = env.str("DJANGO_SECRET_KEY", default="")
+if not _secret:
+    if not DEBUG:
+        raise ImproperlyConfigured("DJANGO_SECRET_KEY is required when DJANGO_DEBUG=0")
+    _secret = secrets.token_urlsafe(50)  # local mode: a fresh key per run
+elif not DEBUG and (len(_secret) < 50 or len(set(_secret)) < 5 or _secret.startswith("django-insecure")):
+    raise ImproperlyConfigured("DJANGO_SECRET_KEY is too weak for production (50+ varied characters)")
+SECRET_KEY = _secret
+
+ALLOWED_HOSTS: list[str] = env.list("DJANGO_ALLOWED_HOSTS", default=["127.0.0.1", "localhost"])
+if not DEBUG and not ALLOWED_HOSTS:
+    raise ImproperlyConfigured("DJANGO_ALLOWED_HOSTS is required when DJANGO_DEBUG=0")
+CSRF_TRUSTED_ORIGINS: list[str] = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
+CORS_ALLOWED_ORIGINS: list[str] = env.list("CORS_ALLOWED_ORIGINS", default=[])
+PORT: int = env.int("PORT", default=8000)
+
+# --- applications -------------------------------------------------------------------------------
+if COMPONENT == "webhook":
+    # The Lambda slice: models and the webhook views only; no admin, sessions, channels or static.
+    INSTALLED_APPS = ["django.contrib.contenttypes", "django.contrib.auth", "calls", "lambda_webhook"]
+    MIDDLEWARE = ["django.middleware.security.SecurityMiddleware", "django.middleware.common.CommonMiddleware"]
+    ROOT_URLCONF = "lambda_webhook.urls"
+else:
+    INSTALLED_APPS = [
+        "daphne",
+        "django.contrib.admin",
+        "django.contrib.auth",
+        "django.contrib.contenttypes",
+        "django.contrib.sessions",
+        "django.contrib.messages",
+        "django.contrib.staticfiles",
+        "channels",
+        "corsheaders",
+        "calls",
+        "bridge",
+        "lambda_webhook",
+    ]
+    MIDDLEWARE = [
+        "django.middleware.security.SecurityMiddleware",
+        "whitenoise.middleware.WhiteNoiseMiddleware",
+        "corsheaders.middleware.CorsMiddleware",
+        "django.contrib.sessions.middleware.SessionMiddleware",
+        "django.middleware.common.CommonMiddleware",
+        "django.middleware.csrf.CsrfViewMiddleware",
+        "django.contrib.auth.middleware.AuthenticationMiddleware",
+        "django.contrib.messages.middleware.MessageMiddleware",
+        "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    ]
+    ROOT_URLCONF = "voiceops.urls"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+WSGI_APPLICATION = "voiceops.wsgi.application"
+ASGI_APPLICATION = "voiceops.asgi.application"
+
+# --- data ---------------------------------------------------------------------------------------
+DATABASES = {"default": env.db_url("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}")}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # Tests that start a server in a subprocess need a file-backed test database to share.
+    DATABASES["default"]["TEST"] = {"NAME": str(BASE_DIR / ".test-db.sqlite3")}
+else:
+    DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("DB_CONN_MAX_AGE", default=0))
+    DATABASES["default"].setdefault("OPTIONS", {})["connect_timeout"] = env.int("DB_CONNECT_TIMEOUT_S", default=5)
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+REDIS_URL: str = env.str("REDIS_URL", default="")
+if REDIS_URL:
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {"hosts": [REDIS_URL], "prefix": f"voiceops:{STAGE}", "capacity": 500, "expiry": 30},
+        }
+    }
+else:
+    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+
+# --- auth, i18n ---------------------------------------------------------------------------------
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+LOGIN_URL = "/admin/login/"
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = env.str("TIME_ZONE", default="UTC")
+USE_I18N = True
+USE_TZ = True
+
+# --- static files: WhiteNoise locally, S3 + CloudFront in production ------------------------------
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+AWS_STORAGE_BUCKET_NAME: str = env.str("AWS_STORAGE_BUCKET_NAME", default="")
+if AWS_STORAGE_BUCKET_NAME:
+    AWS_S3_CUSTOM_DOMAIN = env.str("AWS_S3_CUSTOM_DOMAIN", default="") or None
+    STORAGES = {
+        "default": {"BACKEND": "storages.backends.s3.S3Storage"},
+        "staticfiles": {
+            "BACKEND": "storages.backends.s3.S3Storage",
+            "OPTIONS": {"location": "static", "querystring_auth": False, "file_overwrite": True},
+        },
+    }
+    if AWS_S3_CUSTOM_DOMAIN:
+        STATIC_URL = f"https://{AWS_S3_CUSTOM_DOMAIN}/static/"
+else:
+    STORAGES = {
+        "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+        "staticfiles": {
+            "BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"
+            if not DEBUG
+            else "django.contrib.staticfiles.storage.StaticFilesStorage"
+        },
+    }
+
+# --- security (production) ----------------------------------------------------------------------
+if not DEBUG:
+    # TLS ends at the ALB / API Gateway / CloudFront, which set X-Forwarded-Proto.
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SECURE_SSL_REDIRECT = env.bool("DJANGO_SECURE_SSL_REDIRECT", default=True)
+    SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"]  # ALB health checks speak plain HTTP
+    SECURE_HSTS_SECONDS = env.int("DJANGO_HSTS_SECONDS", default=31536000)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = True
+    SECURE_HSTS_PRELOAD = True
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
+SESSION_COOKIE_HTTPONLY = True
+
+# --- voiceops -----------------------------------------------------------------------------------
+OPENAI_API_KEY: str = env.str("OPENAI_API_KEY", default="")
+OPENAI_REALTIME_URL: str = env.str("OPENAI_REALTIME_URL", default="wss://api.openai.com/v1/realtime")
+OPENAI_REALTIME_MODEL: str = env.str("OPENAI_REALTIME_MODEL", default="gpt-realtime")
+TWILIO_ACCOUNT_SID: str = env.str("TWILIO_ACCOUNT_SID", default="")
+TWILIO_AUTH_TOKEN: str = env.str("TWILIO_AUTH_TOKEN", default="")
+if not DEBUG and not TWILIO_AUTH_TOKEN and COMPONENT in {"bridge", "webhook"}:
+    raise ImproperlyConfigured("TWILIO_AUTH_TOKEN is required when DJANGO_DEBUG=0: it verifies every request")
+PUBLIC_WEBHOOK_BASE_URL: str = env.str("PUBLIC_WEBHOOK_BASE_URL", default="http://127.0.0.1:8000").rstrip("/")
+BRIDGE_PUBLIC_URL: str = env.str("BRIDGE_PUBLIC_URL", default="ws://127.0.0.1:8000/media-stream")
+STREAM_TOKEN_TTL_S: int = env.int("STREAM_TOKEN_TTL_S", default=60)
+DRAIN_TIMEOUT_S: int = env.int("DRAIN_TIMEOUT_S", default=110)
+# Hosts an operator allows HTTP tools to reach despite the SSRF guard (local development only).
+TOOL_ALLOWED_PRIVATE_HOSTS: list[str] = env.list("TOOL_ALLOWED_PRIVATE_HOSTS", default=[])
+BRIDGE_INSTANCE_ID: str = env.str("BRIDGE_INSTANCE_ID", default="") or secrets.token_hex(4)
+METRICS_NAMESPACE: str = env.str("METRICS_NAMESPACE", default="VoiceOps")
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "stream": sys.stderr, "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
+    "loggers": {"django.channels.server": {"level": "WARNING"}, "daphne": {"level": "WARNING"}},
+}
