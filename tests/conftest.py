@@ -1,0 +1,37 @@
+"""Shared fixtures. Tests use real PostgreSQL and Redis when DATABASE_URL / REDIS_URL are set (CI sets them),
+and SQLite plus the in-memory channel layer otherwise; tests that need the real services say so and skip."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from django.conf import settings
+
+TWILIO_TOKEN = "test-twilio-auth-token-0123456789abcdef"
+ACCOUNT_SID = "AC" + "0" * 32
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    db = settings.DATABASES["default"]["ENGINE"].rsplit(".", 1)[-1]
+    layer = settings.CHANNEL_LAYERS["default"]["BACKEND"].rsplit(".", 1)[-1]
+    return [f"voiceops: database={db} channel layer={layer}"]
+
+
+@pytest.fixture
+def twilio_settings(settings):  # noqa: ANN001 - pytest-django's settings fixture
+    settings.TWILIO_AUTH_TOKEN = TWILIO_TOKEN
+    settings.TWILIO_ACCOUNT_SID = ACCOUNT_SID
+    settings.PUBLIC_WEBHOOK_BASE_URL = "https://hooks.example.com"
+    settings.BRIDGE_PUBLIC_URL = "wss://bridge.example.com/media-stream"
+    settings.OPENAI_API_KEY = "sk-test-key"
+    return settings
+
+
+requires_postgres = pytest.mark.skipif(
+    not os.environ.get("DATABASE_URL", "").startswith("postgres"),
+    reason="needs PostgreSQL: set DATABASE_URL=postgres://… (CI does)",
+)
+requires_redis = pytest.mark.skipif(
+    not os.environ.get("REDIS_URL"), reason="needs Redis: set REDIS_URL=redis://… (CI does)"
+)
