@@ -185,6 +185,7 @@ STREAM_TOKEN_TTL_S: int = env.int("STREAM_TOKEN_TTL_S", default=60)
 DRAIN_TIMEOUT_S: int = env.int("DRAIN_TIMEOUT_S", default=110)
 # Hosts an operator allows HTTP tools to reach despite the SSRF guard (local development only).
 TOOL_ALLOWED_PRIVATE_HOSTS: list[str] = env.list("TOOL_ALLOWED_PRIVATE_HOSTS", default=[])
+TOOL_CA_BUNDLE: str = env.str("TOOL_CA_BUNDLE", default="")
 BRIDGE_INSTANCE_ID: str = env.str("BRIDGE_INSTANCE_ID", default="") or secrets.token_hex(4)
 METRICS_NAMESPACE: str = env.str("METRICS_NAMESPACE", default="VoiceOps")
 
