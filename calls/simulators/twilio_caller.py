@@ -751,14 +751,21 @@ async def run_inbound_call(
         await call.measure_rtt()
         if expect_greeting:
             await call.wait_for_reply(
-                start_timeout=reply_timeout, quiet_ms=quiet_ms, timeout=reply_timeout * 3
+                since_bytes=0,
+                start_timeout=reply_timeout,
+                quiet_ms=quiet_ms,
+                finish_timeout=reply_timeout * 3,
             )
         for utterance in utterances:
             if call.closed.is_set():
                 break
+            heard_before = len(call.result.agent_audio)
             await call.say(utterance + audio.silence(trailing_silence_ms))
             await call.wait_for_reply(
-                start_timeout=reply_timeout, quiet_ms=quiet_ms, timeout=reply_timeout * 3
+                since_bytes=heard_before,
+                start_timeout=reply_timeout,
+                quiet_ms=quiet_ms,
+                finish_timeout=reply_timeout * 3,
             )
         await call.measure_rtt()
     outcome.call = call.result
