@@ -173,14 +173,18 @@ def test_missing_or_inactive_default_config(default_config, local):
 def test_tool_urls_and_secrets(default_config, local, monkeypatch):
     # .create() skips form validation, as an old row or a raw import could.
     Tool.objects.create(name="crm_lookup", description="x", url="http://crm.example.com/lookup")
-    Tool.objects.create(name="booking", description="x", url="https://book.example.com", secret_header_name="X-Key")
+    Tool.objects.create(
+        name="booking", description="x", url="https://book.example.com", secret_header_name="X-Key"
+    )
     Tool.objects.create(name="old", description="x", url="http://old.example.com", is_active=False)
     monkeypatch.delenv("TOOL_SECRET_BOOKING", raising=False)
 
     lines, code = report()
 
     assert code == 1
-    assert line_for(lines, "Tool URLs") == "✗ Tool URLs: not https: crm_lookup (http://crm.example.com/lookup)"
+    assert (
+        line_for(lines, "Tool URLs") == "✗ Tool URLs: not https: crm_lookup (http://crm.example.com/lookup)"
+    )
     assert line_for(lines, "Tool secrets") == "⚠ Tool secrets: not in this environment: TOOL_SECRET_BOOKING"
 
     monkeypatch.setenv("TOOL_SECRET_BOOKING", "s3cret")

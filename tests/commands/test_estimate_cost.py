@@ -12,9 +12,13 @@ from calls.management.commands.estimate_cost import TokenTally, forecast
 pytestmark = pytest.mark.django_db
 
 DETAILED = {
-    "input_tokens": 1000, "output_tokens": 500, "total_tokens": 1500,
+    "input_tokens": 1000,
+    "output_tokens": 500,
+    "total_tokens": 1500,
     "input_token_details": {
-        "text_tokens": 400, "audio_tokens": 600, "cached_tokens": 300,
+        "text_tokens": 400,
+        "audio_tokens": 600,
+        "cached_tokens": 300,
         "cached_tokens_details": {"text_tokens": 100, "audio_tokens": 200},
     },
     "output_token_details": {"text_tokens": 100, "audio_tokens": 400},
@@ -33,11 +37,21 @@ def table(out: str) -> dict[str, tuple[int, Decimal]]:
 
 @pytest.fixture
 def recorded(make_call):
-    make_call(usage=DETAILED, input_tokens=1000, output_tokens=500, duration_s=60,
-              created=datetime(2026, 3, 2, tzinfo=UTC))
+    make_call(
+        usage=DETAILED,
+        input_tokens=1000,
+        output_tokens=500,
+        duration_s=60,
+        created=datetime(2026, 3, 2, tzinfo=UTC),
+    )
     # Older rows may carry only totals: they are priced as uncached audio, the upper bound.
-    make_call(usage={"input_tokens": 1000, "output_tokens": 1000}, input_tokens=1000, output_tokens=1000,
-              duration_s=120, created=datetime(2026, 3, 3, tzinfo=UTC))
+    make_call(
+        usage={"input_tokens": 1000, "output_tokens": 1000},
+        input_tokens=1000,
+        output_tokens=1000,
+        duration_s=120,
+        created=datetime(2026, 3, 3, tzinfo=UTC),
+    )
     make_call(usage=DETAILED, duration_s=600, created=datetime(2026, 2, 1, tzinfo=UTC))  # outside --since
 
 
@@ -84,8 +98,12 @@ def test_no_calls_is_a_zero_table(run, db):
 
 def test_cached_tokens_without_a_split_are_shared_by_modality():
     tally = TokenTally()
-    tally.add_usage({"input_tokens": 1000, "input_token_details": {
-        "text_tokens": 250, "audio_tokens": 750, "cached_tokens": 400}})
+    tally.add_usage(
+        {
+            "input_tokens": 1000,
+            "input_token_details": {"text_tokens": 250, "audio_tokens": 750, "cached_tokens": 400},
+        }
+    )
 
     assert tally.tokens["text_cached"] == 100
     assert tally.tokens["audio_cached"] == 300
@@ -94,27 +112,48 @@ def test_cached_tokens_without_a_split_are_shared_by_modality():
 
 
 def test_forecast_counts_caller_and_agent_audio_and_the_prompt(run, db):
-    out, _ = run("estimate_cost", "--calls", "10", "--minutes", "1", "--responses-per-minute", "1",
-                 "--caller-share", "0.5", "--agent-share", "0.5", "--prompt-tokens", "1000")
+    out, _ = run(
+        "estimate_cost",
+        "--calls",
+        "10",
+        "--minutes",
+        "1",
+        "--responses-per-minute",
+        "1",
+        "--caller-share",
+        "0.5",
+        "--agent-share",
+        "0.5",
+        "--prompt-tokens",
+        "1000",
+    )
 
     rows = table(out)
     assert rows["text input"] == (10_000, Decimal("0.0400"))
-    assert rows["audio input"] == (3_000, Decimal("0.0960"))  # 600 tokens/min × ½ min × 10 calls
-    assert rows["audio output"] == (6_000, Decimal("0.3840"))  # 1200 tokens/min × ½ min × 10 calls
+    assert rows["audio input"] == (3_000, Decimal("0.0960"))  # 600 tokens/min x ½ min x 10 calls
+    assert rows["audio output"] == (6_000, Decimal("0.3840"))  # 1200 tokens/min x ½ min x 10 calls
     assert rows["total"][1] == Decimal("0.5200")
     assert "Forecast: 10 call(s) of 1 min" in out
 
 
 def test_forecast_rereads_the_growing_conversation():
     def per_minute(minutes: float) -> float:
-        tally = forecast(1, minutes, caller_share=0.4, agent_share=0.5, responses_per_minute=4,
-                         prompt_tokens=800, cache_hit=0.0)
+        tally = forecast(
+            1,
+            minutes,
+            caller_share=0.4,
+            agent_share=0.5,
+            responses_per_minute=4,
+            prompt_tokens=800,
+            cache_hit=0.0,
+        )
         return (tally.tokens["audio_input"] + tally.tokens["text_input"]) / minutes
 
     assert per_minute(10) > 3 * per_minute(1)
 
-    two = forecast(1, 2, caller_share=0.5, agent_share=0.5, responses_per_minute=1, prompt_tokens=1000,
-                   cache_hit=0.0)
+    two = forecast(
+        1, 2, caller_share=0.5, agent_share=0.5, responses_per_minute=1, prompt_tokens=1000, cache_hit=0.0
+    )
     # Response 1: the prompt and 300 caller tokens. Response 2: all of that again, the first agent turn
     # (600) and 300 new caller tokens.
     assert two.tokens["text_input"] == 2000
@@ -122,8 +161,9 @@ def test_forecast_rereads_the_growing_conversation():
 
 
 def test_forecast_cache_hit_moves_rereads_to_the_cached_price():
-    cached = forecast(1, 2, caller_share=0.5, agent_share=0.5, responses_per_minute=1, prompt_tokens=1000,
-                      cache_hit=1.0)
+    cached = forecast(
+        1, 2, caller_share=0.5, agent_share=0.5, responses_per_minute=1, prompt_tokens=1000, cache_hit=1.0
+    )
     assert cached.tokens["text_cached"] == 1000
     assert cached.tokens["audio_cached"] == 900
     assert cached.tokens["audio_input"] == 600

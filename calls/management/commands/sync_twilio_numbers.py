@@ -11,6 +11,7 @@ here but no longer in the account are only listed.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -21,6 +22,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import transaction
 from twilio.base.exceptions import TwilioException, TwilioRestException
 from twilio.http import HttpClient
+from twilio.http.response import Response
 from twilio.rest import Client
 
 from calls.models import AgentConfig, PhoneNumber
@@ -70,8 +72,24 @@ def webhook_urls(base: str) -> dict[str, str]:
 
 
 def webhook_changes(number: TwilioNumber, wanted: dict[str, str]) -> dict[str, str]:
-    """Only the webhook fields that differ, so a second run sends nothing."""
-    return {name: value for name, value in wanted.items() if getattr(number, name) != value}
+    """Nothing when the number already points here, so a second run sends nothing; otherwise all four
+    fields, so URL and method never end up half-updated."""
+    return {} if all(getattr(number, name) == value for name, value in wanted.items()) else dict(wanted)
+
+
+def describe_twilio_error(exc: TwilioException) -> str:
+    """ "HTTP 401 Authenticate" from either error shape the library raises (REST errors, and page fetch
+    errors that carry the raw response), never a repr of the response."""
+    if isinstance(exc, TwilioRestException):
+        return f"HTTP {exc.status} {exc.msg}"
+    response = exc.args[1] if len(exc.args) > 1 else None
+    if isinstance(response, Response):
+        try:
+            message = json.loads(response.text).get("message", "")
+        except (ValueError, AttributeError):
+            message = ""
+        return f"HTTP {response.status_code} {message}".strip()
+    return str(exc)
 
 
 def make_client(http_client: HttpClient | None = None) -> Client:
@@ -86,10 +104,8 @@ def make_client(http_client: HttpClient | None = None) -> Client:
 def fetch_numbers(client: Client) -> list[TwilioNumber]:
     try:
         return [TwilioNumber.from_record(r) for r in client.incoming_phone_numbers.list()]
-    except TwilioRestException as exc:
-        raise CommandError(f"Twilio refused the number list: HTTP {exc.status} {exc.msg}") from exc
     except TwilioException as exc:
-        raise CommandError(f"cannot read Twilio numbers: {exc}") from exc
+        raise CommandError(f"Twilio refused the number list: {describe_twilio_error(exc)}") from exc
 
 
 class Command(BaseCommand):
@@ -188,17 +204,17 @@ class Command(BaseCommand):
                     self.stdout.write(f"  {number.number}: webhooks already set")
                     continue
                 hooked += 1
-                self.stdout.write(f"  {number.number}: {prefix}set {', '.join(sorted(changes))}")
+                self.stdout.write(
+                    f"  {number.number}: {prefix}set webhooks (voice_url was {number.voice_url or 'empty'})"
+                )
                 if dry_run:
                     continue
                 try:
                     client.incoming_phone_numbers(number.sid).update(**changes)
-                except TwilioRestException as exc:
-                    raise CommandError(
-                        f"Twilio refused the webhook update for {number.number}: HTTP {exc.status} {exc.msg}"
-                    ) from exc
                 except TwilioException as exc:
-                    raise CommandError(f"cannot update {number.number}: {exc}") from exc
+                    raise CommandError(
+                        f"Twilio refused the webhook update for {number.number}: {describe_twilio_error(exc)}"
+                    ) from exc
 
         in_account = {n.number for n in numbers}
         gone = sorted(p for p, row in existing.items() if row.twilio_sid and p not in in_account)
