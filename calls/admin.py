@@ -1,0 +1,543 @@
+"""Django admin: agent configs (with revisions, diff and restore), numbers, tools and the call history."""
+
+from __future__ import annotations
+
+import difflib
+import json
+import logging
+import re
+from typing import Any
+
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db.models import Count, QuerySet
+from django.forms import ModelForm
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import get_object_or_404
+from django.template.loader import render_to_string
+from django.template.response import TemplateResponse
+from django.urls import URLPattern, path, reverse
+from django.utils.html import escape, format_html
+from django.utils.safestring import SafeString, mark_safe
+
+from calls import services
+from calls.forms import AgentConfigAdminForm, PhoneNumberAdminForm, ToolAdminForm
+from calls.models import AgentConfig, AgentConfigRevision, Call, PhoneNumber, Tool
+from calls.templatetags.voiceops import duration as format_duration
+from calls.views import event_dicts
+
+log = logging.getLogger(__name__)
+
+
+# --- the session the bridge will send --------------------------------------------------------------
+
+
+def session_preview_payload(config: AgentConfig) -> tuple[dict[str, Any], str]:
+    """What the bridge sends OpenAI for this config, and a note on where it came from."""
+    snapshot = services.config_snapshot(config)
+    try:
+        from bridge.realtime_events import session_update  # the bridge owns the event's exact shape
+    except ImportError:
+        return (
+            snapshot,
+            "The bridge's session builder is not installed; showing the config snapshot it reads.",
+        )
+    try:
+        return session_update(snapshot), "The session.update event the bridge sends when a call connects."
+    except Exception:  # a preview must never break the config page
+        log.exception("session_update failed for config %s", config.pk)
+        return (
+            snapshot,
+            "Building the session.update event failed (see the server log); showing the snapshot.",
+        )
+
+
+# --- revision diffs --------------------------------------------------------------------------------
+
+_TOKENS = re.compile(r"\s+|\w+|[^\w\s]")
+_LONG_TEXT = 80
+
+
+def _word_diff(before: str, after: str) -> tuple[SafeString, SafeString]:
+    """Mark the words that changed inside one line pair."""
+    a, b = _TOKENS.findall(before), _TOKENS.findall(after)
+    old: list[str] = []
+    new: list[str] = []
+    for tag, i1, i2, j1, j2 in difflib.SequenceMatcher(None, a, b, autojunk=False).get_opcodes():
+        if tag == "equal":
+            old.append(escape("".join(a[i1:i2])))
+            new.append(escape("".join(b[j1:j2])))
+            continue
+        if i2 > i1:
+            old.append(f"<del>{escape(''.join(a[i1:i2]))}</del>")
+        if j2 > j1:
+            new.append(f"<ins>{escape(''.join(b[j1:j2]))}</ins>")
+    return mark_safe("".join(old)), mark_safe("".join(new))  # noqa: S308 - every piece is escaped above
+
+
+def text_diff_lines(before: str, after: str, context: int = 2) -> list[dict[str, Any]]:
+    """A unified line diff of two texts with changed words marked; long unchanged runs are folded."""
+    a, b = before.splitlines(), after.splitlines()
+    lines: list[dict[str, Any]] = []
+    for tag, i1, i2, j1, j2 in difflib.SequenceMatcher(None, a, b, autojunk=False).get_opcodes():
+        if tag == "equal":
+            block = a[i1:i2]
+            head = block[:context] if i1 > 0 else []
+            tail = block[-context:] if i2 < len(a) else []
+            if len(head) + len(tail) >= len(block):
+                lines += [{"op": "ctx", "html": escape(line)} for line in block]
+                continue
+            lines += [{"op": "ctx", "html": escape(line)} for line in head]
+            lines.append({"op": "gap", "html": f"⋯ {len(block) - len(head) - len(tail)} unchanged lines"})
+            lines += [{"op": "ctx", "html": escape(line)} for line in tail]
+        elif tag == "replace" and i2 - i1 == j2 - j1:
+            pairs = [_word_diff(x, y) for x, y in zip(a[i1:i2], b[j1:j2], strict=True)]
+            lines += [{"op": "del", "html": old} for old, _ in pairs]
+            lines += [{"op": "ins", "html": new} for _, new in pairs]
+        else:
+            lines += [{"op": "del", "html": escape(line)} for line in a[i1:i2]]
+            lines += [{"op": "ins", "html": escape(line)} for line in b[j1:j2]]
+    return lines
+
+
+def _field_label(name: str) -> str:
+    if name == "tools":
+        return "Tools"
+    try:
+        return str(AgentConfig._meta.get_field(name).verbose_name).capitalize()
+    except Exception:
+        return name
+
+
+def _display(value: Any) -> str:
+    if value is None or value == "":
+        return "—"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    return str(value)
+
+
+def build_field_diffs(old: dict[str, Any] | None, new: dict[str, Any]) -> list[dict[str, Any]]:
+    """Rows for the revision page: long text as a line diff, tools as added/removed, the rest old → new."""
+    rows = []
+    for field, before, after in services.revision_diff(old, new):
+        row: dict[str, Any] = {"field": field, "label": _field_label(field)}
+        if field == "tools":
+            was, now = set(before or []), set(after or [])
+            row.update(
+                kind="list", added=sorted(now - was), removed=sorted(was - now), kept=sorted(now & was)
+            )
+        elif (
+            isinstance(before, str | None)
+            and isinstance(after, str)
+            and ("\n" in (before or "") + after or max(len(before or ""), len(after)) > _LONG_TEXT)
+        ):
+            row.update(kind="text", lines=text_diff_lines(before or "", after))
+        else:
+            row.update(kind="value", before=_display(before), after=_display(after))
+        rows.append(row)
+    return rows
+
+
+# --- agent configs ---------------------------------------------------------------------------------
+
+
+@admin.register(AgentConfig)
+class AgentConfigAdmin(admin.ModelAdmin):
+    form = AgentConfigAdminForm
+    list_display = ("name", "voice", "model", "is_active", "is_default", "number_count", "updated_at")
+    list_display_links = ("name",)
+    list_filter = ("is_active", "is_default", "voice", "turn_detection")
+    search_fields = ("name", "instructions", "greeting")
+    filter_horizontal = ("tools",)
+    readonly_fields = ("session_preview", "revision_history")
+    save_on_top = True
+    fieldsets = (
+        ("Prompt", {"fields": ("name", "instructions", "greeting")}),
+        ("Voice", {"fields": ("voice", "speed", "model")}),
+        (
+            "Turn taking",
+            {
+                "description": "Server VAD ends the caller's turn after silence (threshold, padding and "
+                "silence apply); semantic VAD judges when the caller has finished (eagerness applies).",
+                "fields": (
+                    "turn_detection",
+                    ("vad_threshold", "vad_prefix_padding_ms", "vad_silence_duration_ms"),
+                    "eagerness",
+                    "interrupt_response",
+                    "noise_reduction",
+                ),
+            },
+        ),
+        ("Transcription", {"fields": ("transcription_enabled", "transcription_model")}),
+        ("Limits", {"fields": ("max_output_tokens", "max_call_minutes")}),
+        (
+            "Tools",
+            {
+                "description": "end_call lets the agent hang up; "
+                "transfer_call needs a transfer number (see Routing).",
+                "fields": ("tools",),
+            },
+        ),
+        ("Routing", {"fields": ("is_default", "is_active", "transfer_number")}),
+        ("Save", {"fields": ("change_note",)}),
+    )
+    change_form_template = "admin/calls/agentconfig/change_form.html"
+
+    class Media:
+        css = {"all": ("voiceops/admin.css",)}
+
+    def get_fieldsets(self, request: HttpRequest, obj: AgentConfig | None = None) -> Any:
+        fieldsets = list(super().get_fieldsets(request, obj))
+        if obj is not None:
+            fieldsets += [
+                ("Session preview", {"fields": ("session_preview",)}),
+                ("Revisions", {"fields": ("revision_history",)}),
+            ]
+        return fieldsets
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[AgentConfig]:
+        return super().get_queryset(request).annotate(number_count=Count("phone_numbers", distinct=True))
+
+    @admin.display(description="Numbers", ordering="number_count")
+    def number_count(self, obj: AgentConfig) -> int:
+        return getattr(obj, "number_count", 0)
+
+    @admin.display(description="Session the bridge will send")
+    def session_preview(self, obj: AgentConfig) -> SafeString:
+        payload, note = session_preview_payload(obj)
+        return format_html(
+            '<p class="vo-note">{}</p><pre class="vo-json">{}</pre>',
+            note,
+            json.dumps(payload, indent=2, ensure_ascii=False),
+        )
+
+    @admin.display(description="Recent revisions")
+    def revision_history(self, obj: AgentConfig) -> SafeString:
+        revisions = obj.revisions.select_related("author").order_by("-number")
+        return render_to_string(
+            "admin/calls/agentconfig/_revisions.html",
+            {"revisions": revisions[:10], "total": revisions.count(), "config": obj},
+        )
+
+    def save_model(self, request: HttpRequest, obj: AgentConfig, form: ModelForm, change: bool) -> None:
+        if obj.is_default:
+            # One default at a time (a partial unique constraint): hand the flag over inside the admin's
+            # transaction, so the old default loses it only if this save succeeds.
+            previous = list(AgentConfig.objects.filter(is_default=True).exclude(pk=obj.pk))
+            AgentConfig.objects.filter(pk__in=[p.pk for p in previous]).update(is_default=False)
+            for other in previous:
+                other.is_default = False
+                services.record_revision(other, request.user, comment=f"Default moved to {obj.name}")
+                messages.info(request, f"“{other}” is no longer the default config.")
+        super().save_model(request, obj, form, change)
+
+    def save_related(self, request: HttpRequest, form: ModelForm, formsets: Any, change: bool) -> None:
+        super().save_related(request, form, formsets, change)
+        # After the tools (m2m) are saved, so a change of tools alone is a revision too.
+        config = form.instance
+        revision = services.record_revision(
+            config, request.user, comment=form.cleaned_data.get("change_note", "")
+        )
+        if revision is not None:
+            messages.info(request, f"Saved as revision {revision.number} of “{config}”.")
+        if config.tools.filter(name="transfer_call").exists() and not config.transfer_number:
+            messages.warning(
+                request,
+                "transfer_call is enabled but there is no transfer number: "
+                "the agent will not be offered the tool.",
+            )
+        if not AgentConfig.objects.filter(is_default=True).exists():
+            messages.warning(request, "No config is the default: calls to numbers without a route will fail.")
+
+
+# --- revisions -------------------------------------------------------------------------------------
+
+
+@admin.register(AgentConfigRevision)
+class AgentConfigRevisionAdmin(admin.ModelAdmin):
+    """Read-only history. The change page is replaced by a diff view with a restore action."""
+
+    list_display = ("revision_label", "config", "created_at", "author", "changed", "comment")
+    list_display_links = ("revision_label",)
+    list_filter = ("config",)
+    list_select_related = ("config", "author")
+    search_fields = ("config__name", "comment")
+    date_hierarchy = "created_at"
+
+    class Media:
+        css = {"all": ("voiceops/admin.css",)}
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    @admin.display(description="Revision", ordering="number")
+    def revision_label(self, obj: AgentConfigRevision) -> str:
+        return f"r{obj.number}"
+
+    @admin.display(description="Changed fields")
+    def changed(self, obj: AgentConfigRevision) -> str:
+        return ", ".join(_field_label(f) for f in obj.changed_fields) or "—"
+
+    def can_restore(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("calls.change_agentconfig")
+
+    def get_urls(self) -> list[URLPattern]:
+        restore = path(
+            "<path:object_id>/restore/",
+            self.admin_site.admin_view(self.restore_view),
+            name="calls_agentconfigrevision_restore",
+        )
+        return [restore, *super().get_urls()]
+
+    def _revision(self, request: HttpRequest, object_id: str) -> AgentConfigRevision:
+        if not str(object_id).isdigit():
+            raise Http404("No such revision.")
+        revision = get_object_or_404(
+            AgentConfigRevision.objects.select_related("config", "author"), pk=object_id
+        )
+        if not self.has_view_permission(request, revision):
+            raise PermissionDenied
+        return revision
+
+    def _context(self, request: HttpRequest, revision: AgentConfigRevision, title: str) -> dict[str, Any]:
+        return {
+            **self.admin_site.each_context(request),
+            "opts": self.model._meta,
+            "config_opts": AgentConfig._meta,
+            "title": title,
+            "revision": revision,
+            "config": revision.config,
+            "media": self.media,
+        }
+
+    def change_view(
+        self,
+        request: HttpRequest,
+        object_id: str,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
+        revision = self._revision(request, object_id)
+        siblings = revision.config.revisions.order_by("number")
+        previous = siblings.filter(number__lt=revision.number).last()
+        following = siblings.filter(number__gt=revision.number).first()
+        is_current = services.config_fields(revision.config) == revision.data
+        context = self._context(request, revision, f"{revision.config} · revision {revision.number}")
+        context.update(
+            previous=previous,
+            following=following,
+            is_current=is_current,
+            changes=build_field_diffs(previous.data if previous else None, revision.data),
+            can_restore=self.can_restore(request) and not is_current,
+        )
+        return TemplateResponse(request, "admin/calls/agentconfigrevision/detail.html", context)
+
+    def restore_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        revision = self._revision(request, object_id)
+        if not self.can_restore(request):
+            raise PermissionDenied
+        detail_url = reverse("admin:calls_agentconfigrevision_change", args=[revision.pk])
+        if request.method == "POST":
+            try:
+                config = services.restore_revision(revision, request.user)
+            except ValidationError as exc:
+                messages.error(
+                    request, f"Revision {revision.number} cannot be restored: {' '.join(exc.messages)}"
+                )
+                return HttpResponseRedirect(detail_url)
+            latest = config.revisions.order_by("-number").first()
+            self.log_change(request, config, f"Restored revision {revision.number}")
+            messages.success(
+                request,
+                f"Restored revision {revision.number} of “{config}” (saved as revision {latest.number}).",
+            )
+            return HttpResponseRedirect(reverse("admin:calls_agentconfig_change", args=[config.pk]))
+        context = self._context(
+            request, revision, f"Restore revision {revision.number} of {revision.config}?"
+        )
+        context.update(
+            changes=build_field_diffs(services.config_fields(revision.config), revision.data),
+            detail_url=detail_url,
+        )
+        return TemplateResponse(request, "admin/calls/agentconfigrevision/restore_confirm.html", context)
+
+
+# --- numbers and tools -----------------------------------------------------------------------------
+
+
+@admin.register(PhoneNumber)
+class PhoneNumberAdmin(admin.ModelAdmin):
+    form = PhoneNumberAdminForm
+    list_display = ("number", "label", "agent_config", "is_active")
+    list_filter = ("is_active", "agent_config")
+    list_select_related = ("agent_config",)
+    search_fields = ("number", "label")
+    fields = ("number", "label", "agent_config", "is_active", "twilio_sid")
+
+
+@admin.register(Tool)
+class ToolAdmin(admin.ModelAdmin):
+    form = ToolAdminForm
+    list_display = ("name", "kind", "url", "timeout_s", "is_active", "config_count")
+    list_filter = ("kind", "is_active")
+    search_fields = ("name", "description", "url")
+
+    class Media:
+        css = {"all": ("voiceops/admin.css",)}
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Tool]:
+        return super().get_queryset(request).annotate(config_count=Count("agent_configs", distinct=True))
+
+    @admin.display(description="Used by", ordering="config_count")
+    def config_count(self, obj: Tool) -> str:
+        n = getattr(obj, "config_count", 0)
+        return f"{n} config{'s' if n != 1 else ''}"
+
+    @admin.display(description="Secret")
+    def secret_hint(self, obj: Tool | None) -> str:
+        env = obj.secret_env_name if obj and obj.name else "TOOL_SECRET_<NAME>"
+        return (
+            f"The bridge sends the value of {env} (environment or SSM) in the secret header. "
+            "It is never stored here."
+        )
+
+    @staticmethod
+    def _is_builtin(obj: Tool | None) -> bool:
+        return obj is not None and obj.pk is not None and obj.kind == Tool.Kind.BUILTIN
+
+    def get_fieldsets(self, request: HttpRequest, obj: Tool | None = None) -> Any:
+        main = (None, {"fields": ("name", "kind", "description", "is_active")})
+        arguments = ("Arguments", {"fields": ("parameters",)})
+        if self._is_builtin(obj):
+            return (main, arguments)
+        http = ("HTTP", {"fields": ("url", "timeout_s", "secret_header_name", "secret_hint")})
+        return (main, arguments, http)
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Tool | None = None) -> tuple[str, ...]:
+        if self._is_builtin(obj):
+            return ("name", "kind")  # the bridge implements them by name
+        return ("secret_hint",)
+
+    def has_delete_permission(self, request: HttpRequest, obj: Tool | None = None) -> bool:
+        return not self._is_builtin(obj) and super().has_delete_permission(request, obj)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Tool]) -> None:
+        builtins = queryset.filter(kind=Tool.Kind.BUILTIN)
+        if builtins.exists():
+            messages.warning(request, "Built-in tools were kept: " + ", ".join(t.name for t in builtins))
+        super().delete_queryset(request, queryset.exclude(kind=Tool.Kind.BUILTIN))
+
+
+# --- calls -----------------------------------------------------------------------------------------
+
+
+class ToNumberFilter(admin.SimpleListFilter):
+    title = "dialled number"
+    parameter_name = "to"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        labels = dict(PhoneNumber.objects.values_list("number", "label"))
+        numbers = Call.objects.order_by().values_list("to_number", flat=True).distinct()[:50]
+        return [(n, f"{n} ({labels[n]})" if labels.get(n) else n) for n in sorted(numbers) if n]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Call]) -> QuerySet[Call]:
+        return queryset.filter(to_number=self.value()) if self.value() else queryset
+
+
+@admin.register(Call)
+class CallAdmin(admin.ModelAdmin):
+    """Calls are history: viewable, never editable; deletable only with the delete permission."""
+
+    list_display = (
+        "created_at",
+        "caller",
+        "to_number",
+        "agent_config",
+        "status",
+        "call_duration",
+        "end_reason",
+        "tokens",
+    )
+    list_filter = ("status", "created_at", ToNumberFilter, "agent_config", "end_reason")
+    search_fields = ("twilio_call_sid", "stream_sid", "from_number", "to_number")
+    date_hierarchy = "created_at"
+    list_select_related = ("agent_config",)
+    list_per_page = 50
+    readonly_fields = ("dashboard_link", "call_duration", "usage_pretty", "transcript", "snapshot_pretty")
+    fieldsets = (
+        (
+            "Call",
+            {
+                "fields": (
+                    "dashboard_link",
+                    "twilio_call_sid",
+                    "stream_sid",
+                    "account_sid",
+                    ("from_number", "to_number"),
+                    "agent_config",
+                    ("status", "twilio_status"),
+                    "end_reason",
+                )
+            },
+        ),
+        ("Timing", {"fields": ("created_at", "started_at", "ended_at", "call_duration", "bridge_instance")}),
+        ("Usage", {"fields": (("input_tokens", "output_tokens"), "usage_pretty")}),
+        ("Transcript", {"fields": ("transcript",)}),
+        ("Config snapshot", {"fields": ("snapshot_pretty",), "classes": ("collapse",)}),
+    )
+
+    class Media:
+        css = {"all": ("voiceops/admin.css", "voiceops/transcript.css")}
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    @admin.display(description="From", ordering="from_number")
+    def caller(self, obj: Call) -> str:
+        return services.mask_phone(obj.from_number)
+
+    @admin.display(description="Duration", ordering="duration_s")
+    def call_duration(self, obj: Call) -> str:
+        return format_duration(obj.duration_s) or "—"
+
+    @admin.display(description="Tokens")
+    def tokens(self, obj: Call) -> int:
+        return obj.input_tokens + obj.output_tokens
+
+    @admin.display(description="Dashboard")
+    def dashboard_link(self, obj: Call) -> SafeString:
+        return format_html(
+            '<a href="{}">Open in the dashboard{}</a>',
+            reverse("dashboard:call", args=[obj.pk]),
+            " (live)" if obj.is_live else "",
+        )
+
+    @admin.display(description="Usage detail")
+    def usage_pretty(self, obj: Call) -> SafeString:
+        if not obj.usage:
+            return mark_safe("—")
+        return format_html(
+            '<pre class="vo-json">{}</pre>', json.dumps(obj.usage, indent=2, ensure_ascii=False)
+        )
+
+    @admin.display(description="Snapshot")
+    def snapshot_pretty(self, obj: Call) -> SafeString:
+        return format_html(
+            '<pre class="vo-json">{}</pre>', json.dumps(obj.config_snapshot, indent=2, ensure_ascii=False)
+        )
+
+    @admin.display(description="Conversation")
+    def transcript(self, obj: Call) -> SafeString:
+        return render_to_string(
+            "calls/_transcript.html", {"events": event_dicts(obj.events.order_by("seq")), "call": obj}
+        )

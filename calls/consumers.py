@@ -1,0 +1,72 @@
+"""The dashboard's live feed: forwards the bridge's `call.update` messages to staff browsers."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from django.conf import settings
+from django.http.request import split_domain_port, validate_host
+
+ALL_CALLS_GROUP = "voiceops.calls"
+FORBIDDEN = 4403
+BAD_REQUEST = 4400
+
+
+def call_group(call_id: int) -> str:
+    return f"voiceops.call.{call_id}"
+
+
+class DashboardConsumer(AsyncJsonWebsocketConsumer):
+    """`/dashboard/live` (every call) or `/dashboard/live?call=<id>` (one call). Staff only; receive-only."""
+
+    group: str | None = None
+
+    async def connect(self) -> None:
+        user = self.scope.get("user")
+        if not (user is not None and user.is_authenticated and user.is_active and user.is_staff):
+            await self.close(code=FORBIDDEN)
+            return
+        if not self._same_origin():
+            # The session cookie rides along on cross-site WebSocket handshakes: refuse other origins.
+            await self.close(code=FORBIDDEN)
+            return
+        query = parse_qs(self.scope.get("query_string", b"").decode("latin-1"))
+        call = query.get("call", [""])[0]
+        if call and not call.isdigit():
+            await self.close(code=BAD_REQUEST)
+            return
+        self.group = call_group(int(call)) if call else ALL_CALLS_GROUP
+        await self.channel_layer.group_add(self.group, self.channel_name)
+        await self.accept()
+
+    def _same_origin(self) -> bool:
+        headers = dict(self.scope.get("headers") or [])
+        origin = headers.get(b"origin")
+        if origin is None:
+            return True  # not a browser (tests, tools): the session check above still applies
+        domain, _port = split_domain_port(urlsplit(origin.decode("latin-1")).netloc)
+        allowed = list(settings.ALLOWED_HOSTS)
+        if settings.DEBUG:
+            allowed += [".localhost", "127.0.0.1", "[::1]"]
+        return bool(domain) and validate_host(domain, allowed)
+
+    async def disconnect(self, code: int) -> None:
+        if self.group:
+            await self.channel_layer.group_discard(self.group, self.channel_name)
+
+    async def receive(
+        self, text_data: str | None = None, bytes_data: bytes | None = None, **kwargs: Any
+    ) -> None:
+        """The feed is one-way: anything the browser sends (even non-JSON) is ignored."""
+
+    async def call_update(self, message: dict[str, Any]) -> None:
+        await self.send_json(
+            {
+                "call_id": message.get("call_id"),
+                "what": message.get("what"),
+                "call": message.get("call"),
+                "event": message.get("event"),
+            }
+        )

@@ -1,0 +1,157 @@
+"""Forms for the admin and the dashboard, with error messages staff can act on."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from django import forms
+from django.core.exceptions import ValidationError
+from django.forms.fields import InvalidJSONInput
+
+from calls.models import AgentConfig, Call, PhoneNumber, Tool
+from calls.services import REVISION_FIELDS
+
+# Separators people paste from address books: "+1 (415) 555-0123" means +14155550123.
+_PHONE_SEPARATORS = re.compile(r"[\s\-().\u00a0]")
+
+
+def normalize_phone(value: str) -> str:
+    """Drop separators; never guess a country code, so "4155550123" still fails E.164 validation."""
+    return _PHONE_SEPARATORS.sub("", value or "")
+
+
+class PrettyJSONField(forms.JSONField):
+    """A JSON textarea that shows indented JSON and says where a syntax error is."""
+
+    widget = forms.Textarea(attrs={"rows": 14, "class": "vLargeTextField vo-code", "spellcheck": "false"})
+
+    def prepare_value(self, value: Any) -> Any:
+        if isinstance(value, InvalidJSONInput):
+            return value  # show exactly what was typed, so the mistake can be fixed in place
+        return json.dumps(value, indent=2, ensure_ascii=False)
+
+    def to_python(self, value: Any) -> Any:
+        if isinstance(value, str) and value.strip() and not isinstance(value, InvalidJSONInput):
+            try:
+                json.loads(value)
+            except json.JSONDecodeError as exc:
+                raise ValidationError(
+                    "This is not valid JSON: %(msg)s (line %(line)s, column %(col)s).",
+                    code="invalid",
+                    params={"msg": exc.msg, "line": exc.lineno, "col": exc.colno},
+                ) from None
+        return super().to_python(value)
+
+
+class AgentConfigAdminForm(forms.ModelForm):
+    change_note = forms.CharField(
+        max_length=200,
+        required=False,
+        label="Change note",
+        help_text="Optional: what you changed and why. Kept with the revision.",
+    )
+
+    class Meta:
+        model = AgentConfig
+        fields = [*REVISION_FIELDS, "tools"]
+        widgets = {
+            "instructions": forms.Textarea(attrs={"rows": 18, "class": "vLargeTextField vo-prompt"}),
+            "greeting": forms.Textarea(attrs={"rows": 3, "class": "vLargeTextField"}),
+        }
+
+    def clean_transfer_number(self) -> str:
+        return normalize_phone(self.cleaned_data.get("transfer_number", ""))
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean()
+        if data.get("is_default") and data.get("is_active") is False:
+            self.add_error(
+                "is_active", "The default config must be active: calls to numbers without a route use it."
+            )
+        return data
+
+    def _get_validation_exclusions(self) -> set[str]:
+        # Ticking "default" hands the flag over from the previous default on save
+        # (AgentConfigAdmin.save_model), so the one-default constraint must not refuse the form here.
+        exclusions = super()._get_validation_exclusions()
+        exclusions.add("is_default")
+        return exclusions
+
+
+class PhoneNumberAdminForm(forms.ModelForm):
+    class Meta:
+        model = PhoneNumber
+        fields = ["number", "label", "agent_config", "is_active", "twilio_sid"]
+        help_texts = {
+            "number": "E.164: a + then country code and number, e.g. +14155550123. "
+            "Spaces and dashes are removed."
+        }
+
+    def clean_number(self) -> str:
+        return normalize_phone(self.cleaned_data.get("number", ""))
+
+
+class ToolAdminForm(forms.ModelForm):
+    parameters = PrettyJSONField(
+        label="Parameters (JSON Schema)",
+        help_text='An object schema for the arguments, e.g. {"type": "object", "properties": {"order_id": '
+        '{"type": "string"}}, "required": ["order_id"]}.',
+    )
+    # https is assumed when the scheme is left out; an explicit http:// is refused by the model's validator.
+    url = forms.URLField(assume_scheme="https", required=False, label="URL", max_length=200)
+
+    class Meta:
+        model = Tool
+        fields = [
+            "name",
+            "kind",
+            "description",
+            "parameters",
+            "url",
+            "timeout_s",
+            "secret_header_name",
+            "is_active",
+        ]
+        widgets = {"description": forms.Textarea(attrs={"rows": 3, "class": "vLargeTextField"})}
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean()
+        if not self.instance.pk and data.get("kind") == Tool.Kind.BUILTIN:
+            self.add_error(
+                "kind", "Built-in tools come with voiceops (end_call, transfer_call); add HTTP tools here."
+            )
+        return data
+
+
+class CallFilterForm(forms.Form):
+    """The dashboard's call history filters (all optional, submitted by GET)."""
+
+    q = forms.CharField(
+        required=False,
+        label="Search",
+        widget=forms.TextInput(attrs={"placeholder": "Call SID or number", "type": "search"}),
+    )
+    status = forms.ChoiceField(required=False, choices=[("", "Any status"), *Call.Status.choices])
+    config = forms.ModelChoiceField(
+        required=False, queryset=AgentConfig.objects.all(), empty_label="Any config"
+    )
+    to = forms.CharField(
+        required=False, label="To number", widget=forms.TextInput(attrs={"placeholder": "+1…"})
+    )
+    end_reason = forms.ChoiceField(
+        required=False, label="End reason", choices=[("", "Any end reason"), *Call.EndReason.choices]
+    )
+    since = forms.DateField(required=False, label="From", widget=forms.DateInput(attrs={"type": "date"}))
+    until = forms.DateField(required=False, label="Until", widget=forms.DateInput(attrs={"type": "date"}))
+
+    def clean_to(self) -> str:
+        return normalize_phone(self.cleaned_data.get("to", ""))
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean()
+        since, until = data.get("since"), data.get("until")
+        if since and until and since > until:
+            self.add_error("until", "“Until” is before “From”.")
+        return data
