@@ -69,7 +69,8 @@ class WebhookServer:
 
 def stream_twiml(url: str, **params: str) -> str:
     parameters = "".join(f'<Parameter name="{k}" value="{v}"/>' for k, v in params.items())
-    return f'<?xml version="1.0" encoding="UTF-8"?><Response><Connect><Stream url="{url}">{parameters}</Stream></Connect></Response>'
+    stream = f'<Stream url="{url}">{parameters}</Stream>'
+    return f'<?xml version="1.0" encoding="UTF-8"?><Response><Connect>{stream}</Connect></Response>'
 
 
 def test_signed_webhook_post_validates_with_twilio_request_validator() -> None:
