@@ -509,3 +509,42 @@ def test_thread_mode_for_sync_callers() -> None:
     finally:
         sim.stop()
     assert len(sim.sessions) == 1
+
+
+async def test_out_of_band_text_response_after_user_text_item() -> None:
+    sim = fast_sim(Reply("Noted."))
+    async with sim.serve() as url:
+        client = await open_client(url)
+        await client.send(
+            {
+                "type": "conversation.item.create",
+                "item": {
+                    "type": "message",
+                    "role": "user",
+                    "content": [{"type": "input_text", "text": "hi"}],
+                },
+            }
+        )
+        added = await client.until("conversation.item.added")
+        await client.send(
+            {"type": "response.create", "response": {"conversation": "none", "output_modalities": ["text"]}}
+        )
+        done = await client.until("response.done")
+        await client.ws.close()
+    assert added["item"]["role"] == "user"
+    assert client.of_type("response.output_text.done")[0]["text"] == "Noted."
+    assert client.of_type("response.output_audio.delta") == []
+    assert done["response"]["conversation_id"] is None
+    assert sim.errors == []
+
+
+async def test_pcm_default_format_is_used_when_client_does_not_ask_for_pcmu() -> None:
+    # A bridge that forgets audio/pcmu gets 24 kHz PCM16 back: 48 bytes per ms, not 8.
+    sim = fast_sim(Reply("x", audio_ms=100))
+    async with sim.serve() as url:
+        client = await open_client(url, configure=False)
+        await client.send({"type": "response.create"})
+        await client.until("response.done")
+        await client.ws.close()
+    data = b"".join(base64.b64decode(d["delta"]) for d in client.of_type("response.output_audio.delta"))
+    assert len(data) == 100 * 48
