@@ -376,7 +376,7 @@ class SimSession:
             pass
         finally:
             lifetime.cancel()
-            if self._active is not None:
+            if self._active is not None and self._active.task is not None:
                 self._active.task.cancel()
             self.closed_reason = self.closed_reason or "client closed"
             self.ended.set()
@@ -816,7 +816,7 @@ class _ActiveResponse:
         self.out_of_band = params.get("conversation") == "none"
         self.cancel_reason: str | None = None
         self.cancelled = asyncio.Event()
-        self.task: asyncio.Task[None] = None  # type: ignore[assignment]
+        self.task: asyncio.Task[None] | None = None
         self.finished = asyncio.Event()
 
     def _response(

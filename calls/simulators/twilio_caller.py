@@ -306,6 +306,7 @@ class MediaStreamCall:
         self._in_utterance = False
         self._send_lock = asyncio.Lock()
         self._tasks: list[asyncio.Task[Any]] = []
+        self._receiver: asyncio.Task[None] | None = None
         self.closed = asyncio.Event()
         self._stopped = False
 
@@ -359,7 +360,8 @@ class MediaStreamCall:
             }
         )
         loop = asyncio.get_running_loop()
-        self._tasks.append(loop.create_task(self._receive_loop()))
+        self._receiver = loop.create_task(self._receive_loop())
+        self._tasks.append(self._receiver)
         self._tasks.append(loop.create_task(self._mark_pump()))
         if self.continuous:
             self._tasks.append(loop.create_task(self._mic_loop()))
@@ -370,7 +372,7 @@ class MediaStreamCall:
             return
         self._stopped = True
         for task in self._tasks:
-            if task.get_name() != "receive":
+            if task is not self._receiver:
                 task.cancel()
         if self.ws is not None and not self.closed.is_set():
             with contextlib.suppress(ConnectionClosed):
@@ -537,7 +539,6 @@ class MediaStreamCall:
 
     async def _receive_loop(self) -> None:
         assert self.ws is not None
-        asyncio.current_task().set_name("receive")  # type: ignore[union-attr]
         try:
             async for raw in self.ws:
                 await self._on_message(raw)
