@@ -92,6 +92,6 @@ async def test_caller_and_realtime_simulators_interoperate_through_a_passthrough
     assert sim.errors == []
     session = sim.sessions[0]
     assert [r.status for r in session.responses] == ["completed", "completed"]
-    # reply latency = VAD silence (300 ms) + model delay (50 ms) + transport, measured from the last speech frame
+    # reply latency = VAD silence (300 ms) + model delay (50 ms) + transport, from the last speech frame
     assert len(result.reply_latencies_ms) == 1
     assert 300 <= result.reply_latencies_ms[0] <= 1000
