@@ -24,7 +24,8 @@ SHOW = """
 import json, django
 from django.conf import settings as s
 django.setup()
-names = ["DEBUG", "ALLOWED_HOSTS", "CSRF_TRUSTED_ORIGINS", "CORS_ALLOWED_ORIGINS", "PORT", "STREAM_TOKEN_TTL_S",
+names = ["DEBUG", "ALLOWED_HOSTS", "CSRF_TRUSTED_ORIGINS", "CORS_ALLOWED_ORIGINS", "PORT",
+         "STREAM_TOKEN_TTL_S",
          "SESSION_COOKIE_SECURE", "INSTALLED_APPS"]
 values = {name: getattr(s, name) for name in names}
 values["SECURE_SSL_REDIRECT"] = getattr(s, "SECURE_SSL_REDIRECT", None)
