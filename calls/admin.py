@@ -244,7 +244,7 @@ class AgentConfigAdmin(admin.ModelAdmin):
         if config.tools.filter(name="transfer_call").exists() and not config.transfer_number:
             messages.warning(
                 request,
-                "transfer_call is enabled but there is no transfer number: "
+                "The transfer_call tool is enabled but there is no transfer number: "
                 "the agent will not be offered the tool.",
             )
         if not AgentConfig.objects.filter(is_default=True).exists():
@@ -427,12 +427,6 @@ class ToolAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj: Tool | None = None) -> bool:
         return not self._is_builtin(obj) and super().has_delete_permission(request, obj)
-
-    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Tool]) -> None:
-        builtins = queryset.filter(kind=Tool.Kind.BUILTIN)
-        if builtins.exists():
-            messages.warning(request, "Built-in tools were kept: " + ", ".join(t.name for t in builtins))
-        super().delete_queryset(request, queryset.exclude(kind=Tool.Kind.BUILTIN))
 
 
 # --- calls -----------------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ from typing import Any
 
 from django import forms
 from django.core.exceptions import ValidationError
+from django.core.validators import MaxLengthValidator
 from django.forms.fields import InvalidJSONInput
 
 from calls.models import AgentConfig, Call, PhoneNumber, Tool
@@ -20,6 +21,13 @@ _PHONE_SEPARATORS = re.compile(r"[\s\-().\u00a0]")
 def normalize_phone(value: str) -> str:
     """Drop separators; never guess a country code, so "4155550123" still fails E.164 validation."""
     return _PHONE_SEPARATORS.sub("", value or "")
+
+
+def allow_phone_separators(field: forms.Field) -> None:
+    """Let a phone field accept "+1 (415) 555-0123": the model's length limit applies after normalising."""
+    field.max_length = 32
+    field.validators = [v for v in field.validators if not isinstance(v, MaxLengthValidator)]
+    field.widget.attrs["maxlength"] = "32"
 
 
 class PrettyJSONField(forms.JSONField):
@@ -61,6 +69,10 @@ class AgentConfigAdminForm(forms.ModelForm):
             "greeting": forms.Textarea(attrs={"rows": 3, "class": "vLargeTextField"}),
         }
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        allow_phone_separators(self.fields["transfer_number"])
+
     def clean_transfer_number(self) -> str:
         return normalize_phone(self.cleaned_data.get("transfer_number", ""))
 
@@ -89,6 +101,10 @@ class PhoneNumberAdminForm(forms.ModelForm):
             "Spaces and dashes are removed."
         }
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        allow_phone_separators(self.fields["number"])
+
     def clean_number(self) -> str:
         return normalize_phone(self.cleaned_data.get("number", ""))
 
@@ -115,6 +131,11 @@ class ToolAdminForm(forms.ModelForm):
             "is_active",
         ]
         widgets = {"description": forms.Textarea(attrs={"rows": 3, "class": "vLargeTextField"})}
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if self.instance.pk and self.instance.kind == Tool.Kind.BUILTIN:
+            self.fields.pop("url", None)  # declared fields survive the admin's field list: drop it here
 
     def clean(self) -> dict[str, Any]:
         data = super().clean()

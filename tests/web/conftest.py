@@ -1,0 +1,59 @@
+"""Fixtures for the admin and dashboard tests: configs, a prompt editor, calls with transcripts."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from django.contrib.auth.models import Group
+
+from calls import services
+from calls.models import AgentConfig, Call, PhoneNumber, Tool
+from tests.web.helpers import add_conversation, make_call
+
+
+@pytest.fixture
+def front_desk(db: Any) -> AgentConfig:
+    config = AgentConfig.objects.create(
+        name="Front desk",
+        instructions="You are the front desk of Acme Dental.\nBe brief and friendly.\nNever give medical advice.",
+        greeting="Thanks for calling Acme Dental, how can I help?",
+        is_default=True,
+    )
+    config.tools.set(services.ensure_builtin_tools())
+    services.record_revision(config, None, comment="created by the test")
+    return config
+
+
+@pytest.fixture
+def editor(db: Any, django_user_model: Any) -> Any:
+    """A staff member in the "Prompt editors" group created by migration 0002."""
+    user = django_user_model.objects.create_user(
+        "editor", "editor@example.com", "editor-pass-123", is_staff=True
+    )
+    user.groups.add(Group.objects.get(name="Prompt editors"))
+    return user
+
+
+@pytest.fixture
+def finished_call(front_desk: AgentConfig) -> Call:
+    PhoneNumber.objects.create(number="+15550001111", label="Main line", agent_config=front_desk)
+    call = make_call(front_desk)
+    add_conversation(call)
+    return call
+
+
+@pytest.fixture
+def http_tool(db: Any) -> Tool:
+    return Tool.objects.create(
+        name="lookup_order",
+        kind=Tool.Kind.HTTP,
+        description="Look up an order by id.",
+        parameters={
+            "type": "object",
+            "properties": {"order_id": {"type": "string"}},
+            "required": ["order_id"],
+        },
+        url="https://api.example.com/orders",
+        timeout_s=4.0,
+    )
