@@ -276,6 +276,7 @@ class SimSession:
         self._input_audio_tokens = 0.0
         self._context_output_audio_tokens = 0.0
         self._context_text_tokens = 0
+        self._instruction_tokens = 0
         self._audio_produced = False
         self._active: _ActiveResponse | None = None
         self._stalled = False
@@ -463,7 +464,7 @@ class SimSession:
             )
             return
         _deep_merge(self.config, update)
-        self._context_text_tokens = len(self.config.get("instructions") or "") // 4
+        self._instruction_tokens = len(self.config.get("instructions") or "") // 4
         await self.send({"type": "session.updated", "session": copy.deepcopy(self.config)})
 
     @property
@@ -777,7 +778,7 @@ class SimSession:
 
     def usage(self, output_audio_tokens: int, output_text_tokens: int) -> dict[str, Any]:
         input_audio = round(self._input_audio_tokens + self._context_output_audio_tokens)
-        input_text = self._context_text_tokens
+        input_text = self._instruction_tokens + self._context_text_tokens
         cached = (input_audio + input_text) // 2 if self.responses else 0
         return {
             "total_tokens": input_audio + input_text + output_audio_tokens + output_text_tokens,
@@ -1136,7 +1137,10 @@ class RealtimeSimulator:
 
     def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
         def reject(status: HTTPStatus | int, message: str) -> Response:
-            self.handshake_rejections.append({"status": int(status), "path": request.path, "reason": message})
+            if len(self.handshake_rejections) < MAX_RECORDED_ERRORS:
+                self.handshake_rejections.append(
+                    {"status": int(status), "path": request.path, "reason": message}
+                )
             body = json.dumps(
                 {"error": {"type": "invalid_request_error", "code": None, "param": None, "message": message}}
             )
