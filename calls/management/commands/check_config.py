@@ -203,7 +203,9 @@ def check_database(prod: bool) -> list[Check]:
         return [Check("Database", ERROR, f"{conn.vendor} {where} unreachable: {_first_line(exc)}")]
     checks = [Check("Database", OK, f"{conn.vendor} {where} reachable")]
     if prod and conn.vendor == "sqlite":
-        checks.append(Check("Database", WARNING, "SQLite in production: set DATABASE_URL to PostgreSQL"))
+        checks.append(
+            Check("Database engine", WARNING, "SQLite in production: use PostgreSQL (DATABASE_URL)")
+        )
     try:
         from django.db.migrations.executor import MigrationExecutor
 

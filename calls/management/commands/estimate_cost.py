@@ -170,7 +170,7 @@ def forecast(
     return tally
 
 
-def _price(value: str) -> Decimal:
+def usd_per_million(value: str) -> Decimal:
     try:
         price = Decimal(value)
     except ArithmeticError:  # decimal's InvalidOperation is not a ValueError: argparse needs one
@@ -180,7 +180,7 @@ def _price(value: str) -> Decimal:
     return price
 
 
-def _fraction(value: str) -> float:
+def share(value: str) -> float:
     number = float(value)
     if not 0.0 <= number <= 1.0:
         raise ValueError(value)
@@ -201,13 +201,13 @@ class Command(BaseCommand):
         parser.add_argument("--minutes", type=float, help="Forecast: average call length in minutes.")
         parser.add_argument(
             "--caller-share",
-            type=_fraction,
+            type=share,
             default=0.4,
             help="Forecast: share of the call the caller speaks (default 0.4).",
         )
         parser.add_argument(
             "--agent-share",
-            type=_fraction,
+            type=share,
             default=0.5,
             help="Forecast: share of the call the agent speaks (default 0.5).",
         )
@@ -226,7 +226,7 @@ class Command(BaseCommand):
         )
         parser.add_argument(
             "--cache-hit",
-            type=_fraction,
+            type=share,
             default=0.0,
             help="Forecast: share of re-read input billed as cached (default 0: upper bound).",
         )
@@ -234,7 +234,7 @@ class Command(BaseCommand):
             parser.add_argument(
                 f"--price-{key.replace('_', '-')}",
                 dest=f"price_{key}",
-                type=_price,
+                type=usd_per_million,
                 help=f"USD per 1M {LABELS[key]} tokens (setting {setting}, default {default}).",
             )
 

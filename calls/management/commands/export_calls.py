@@ -11,6 +11,8 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
+import sys
 from collections.abc import Callable, Iterator
 from datetime import datetime
 from typing import Any
@@ -169,6 +171,12 @@ class Command(BaseCommand):
             except OSError as exc:
                 raise CommandError(f"cannot write {path}: {exc.strerror or exc}") from exc
         else:
-            count = write_records(records, lambda text: self.stdout.write(text, ending=""))
+            try:
+                count = write_records(records, lambda text: self.stdout.write(text, ending=""))
+            except BrokenPipeError:
+                # The reader went away (`| head`): stop quietly, and keep Python's exit-time flush of
+                # stdout from raising again.
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+                return
         # The count goes to stderr so that stdout stays a clean export.
         self.stderr.write(f"exported {count} call(s)" + (f" to {path}" if path else ""), style_func=str)
