@@ -16,7 +16,9 @@ from tests.web.helpers import add_conversation, make_call
 def front_desk(db: Any) -> AgentConfig:
     config = AgentConfig.objects.create(
         name="Front desk",
-        instructions="You are the front desk of Acme Dental.\nBe brief and friendly.\nNever give medical advice.",
+        instructions=(
+            "You are the front desk of Acme Dental.\nBe brief and friendly.\nNever give medical advice."
+        ),
         greeting="Thanks for calling Acme Dental, how can I help?",
         is_default=True,
     )

@@ -1,0 +1,214 @@
+"""The staff dashboard: access, live calls, history filters and paging, transcript, events feed, test call."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.urls import reverse
+from django.utils import timezone
+
+from calls.models import AgentConfig, Call, PhoneNumber
+from calls.templatetags.voiceops import duration, mmss
+from calls.views import simulate_call_command
+from tests.web.helpers import make_call
+
+pytestmark = pytest.mark.django_db
+
+PAGES = ["dashboard:index", "dashboard:history", "dashboard:test_call", "dashboard:live_calls"]
+
+
+@pytest.mark.parametrize("name", PAGES)
+def test_pages_need_a_staff_login(client, django_user_model, name):
+    url = reverse(name)
+    response = client.get(url)
+    assert response.status_code == 302 and response["Location"].startswith("/admin/login/")
+    client.force_login(django_user_model.objects.create_user("customer", password="pw-123456789"))
+    response = client.get(url)
+    assert response.status_code == 302 and response["Location"].startswith("/admin/login/")
+
+
+def test_call_pages_need_a_staff_login(client, finished_call):
+    for url in (
+        reverse("dashboard:call", args=[finished_call.pk]),
+        reverse("dashboard:call_events", args=[finished_call.pk]),
+    ):
+        assert client.get(url).status_code == 302
+
+
+def test_index_lists_live_calls_masked_and_recent_calls(admin_client, finished_call, front_desk):
+    live = make_call(front_desk, sid="CAlive", status=Call.Status.IN_PROGRESS, from_number="+447700900123")
+    response = admin_client.get(reverse("dashboard:index"))
+    assert response.status_code == 200
+    assert [c.pk for c in response.context["live_calls"]] == [live.pk]
+    html = response.content.decode()
+    assert "+4477•••0123" in html and "+447700900123" not in html
+    assert "+1415•••0123" in html and "+14155550123" not in html
+    assert reverse("dashboard:call", args=[live.pk]) in html
+    assert response.context["day"]["total"] == 2 and response.context["day"]["tokens"] == 2000
+    assert 'data-live-url="/dashboard/partials/live-calls"' in html
+
+
+def test_live_calls_partial_has_no_page_chrome(admin_client, front_desk):
+    make_call(front_desk, sid="CAlive", status=Call.Status.RINGING)
+    html = admin_client.get(reverse("dashboard:live_calls")).content.decode()
+    assert "<html" not in html and 'data-call-id="' in html and "Ringing" in html
+
+
+def test_live_calls_partial_when_quiet(admin_client, db):
+    assert "No calls right now." in admin_client.get(reverse("dashboard:live_calls")).content.decode()
+
+
+@pytest.fixture
+def many_calls(front_desk):
+    other = AgentConfig.objects.create(name="After hours", instructions="Closed.")
+    base = timezone.now()
+    for i in range(30):
+        call = make_call(
+            front_desk if i % 2 else other,
+            sid=f"CA{i:032d}",
+            to_number="+15550001111" if i % 3 else "+15550002222",
+            status=Call.Status.FAILED if i % 5 == 0 else Call.Status.COMPLETED,
+        )
+        Call.objects.filter(pk=call.pk).update(created_at=base - timedelta(days=i))
+    return other
+
+
+def sids(response) -> set[str]:
+    return {c.twilio_call_sid for c in response.context["page"].object_list}
+
+
+def test_history_is_paginated_newest_first(admin_client, many_calls):
+    first = admin_client.get(reverse("dashboard:history"))
+    assert first.context["page"].paginator.count == 30 and len(first.context["page"].object_list) == 25
+    assert first.context["page"].object_list[0].twilio_call_sid == f"CA{0:032d}"
+    second = admin_client.get(reverse("dashboard:history") + "?page=2")
+    assert len(second.context["page"].object_list) == 5
+
+
+@pytest.mark.parametrize(
+    ("query", "count"),
+    [
+        ("status=failed", 6),
+        ("to=%2B1+555+000+2222", 10),
+        ("q=CA00000000000000000000000000000007", 1),
+        ("end_reason=caller_hangup", 30),
+        ("end_reason=transferred", 0),
+    ],
+)
+def test_history_filters(admin_client, many_calls, query, count):
+    response = admin_client.get(reverse("dashboard:history") + "?" + query)
+    assert response.status_code == 200
+    assert response.context["page"].paginator.count == count
+
+
+def test_history_filters_by_config_and_dates(admin_client, many_calls):
+    today = timezone.localdate()
+    url = reverse("dashboard:history")
+    response = admin_client.get(f"{url}?config={many_calls.pk}")
+    assert response.context["page"].paginator.count == 15
+    response = admin_client.get(f"{url}?since={today - timedelta(days=2)}&until={today}")
+    assert response.context["page"].paginator.count == 3
+
+
+def test_history_keeps_filters_across_pages(admin_client, many_calls):
+    response = admin_client.get(reverse("dashboard:history") + "?q=CA&page=1")
+    assert "q=CA&amp;page=2" in response.content.decode()
+
+
+def test_history_bad_filters_are_explained_not_500(admin_client, many_calls):
+    response = admin_client.get(reverse("dashboard:history") + "?since=yesterday&status=exploded&page=zz")
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert "Enter a valid date." in html and "Select a valid choice." in html
+
+
+def test_call_detail_shows_the_conversation(admin_client, finished_call):
+    response = admin_client.get(reverse("dashboard:call", args=[finished_call.pk]))
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert 'data-live="0"' in html and 'data-last-seq="5"' in html
+    assert html.index("Thanks for calling Acme Dental") < html.index("move my appointment")
+    assert '<li class="vo-sys vo-tool_call" data-seq="2">' in html and "lookup_appointment" in html
+    assert "&lt;b&gt;Bye&lt;/b&gt;" in html
+    assert "+14155550123" in html  # the full number on the detail page; masked only in lists
+    assert '<script id="vo-labels" type="application/json">' in html
+
+
+def test_unknown_call_is_404(admin_client, db):
+    assert admin_client.get(reverse("dashboard:call", args=[424242])).status_code == 404
+
+
+def test_events_feed_returns_events_after_a_seq(admin_client, finished_call):
+    url = reverse("dashboard:call_events", args=[finished_call.pk])
+    payload = admin_client.get(url + "?after=3").json()
+    assert [e["seq"] for e in payload["events"]] == [4, 5]
+    assert payload["events"][0] == {
+        "seq": 4,
+        "kind": "agent",
+        "t_ms": 65000,
+        "text": "Done — see you Friday at ten. <b>Bye</b>",
+        "data": {},
+        "label": "Agent said",
+        "is_turn": True,
+        "summary": "Done — see you Friday at ten. <b>Bye</b>",
+    }
+    assert payload["call"]["from"] == "+1415•••0123" and payload["call"]["is_live"] is False
+    assert len(admin_client.get(url).json()["events"]) == 6
+    assert admin_client.get(url + "?after=x").status_code == 400
+
+
+def test_tool_call_summary_comes_from_its_data(admin_client, finished_call):
+    payload = admin_client.get(reverse("dashboard:call_events", args=[finished_call.pk]) + "?after=1").json()
+    assert payload["events"][0]["summary"] == 'lookup_appointment · {"name": "Sam"}'
+
+
+def test_test_call_page_shows_the_command_for_the_chosen_number(admin_client, front_desk):
+    PhoneNumber.objects.create(number="+15550001111", label="Main", agent_config=front_desk)
+    PhoneNumber.objects.create(number="+15550003333", label="Spare", agent_config=front_desk)
+    response = admin_client.get(
+        reverse("dashboard:test_call") + f"?config={front_desk.pk}&number=%2B15550003333"
+    )
+    assert response.status_code == 200
+    assert response.context["number"] == "+15550003333"
+    assert "manage.py simulate_call" in response.context["command"]
+    assert "+15550003333" in response.context["command"]
+    assert response.context["command"] in response.content.decode()
+
+
+def test_test_call_page_explains_a_config_without_a_number(admin_client, front_desk):
+    other = AgentConfig.objects.create(name="Spanish line", instructions="Habla español.")
+    response = admin_client.get(reverse("dashboard:test_call") + f"?config={other.pk}")
+    assert "has no active number" in response.content.decode()
+    response = admin_client.get(reverse("dashboard:test_call") + f"?config={front_desk.pk}")
+    assert "answers any number without a route" in response.content.decode()
+    assert admin_client.get(reverse("dashboard:test_call") + "?config=999").status_code == 404
+
+
+def test_test_call_page_without_configs(admin_client, db):
+    assert (
+        "There is no agent config yet." in admin_client.get(reverse("dashboard:test_call")).content.decode()
+    )
+
+
+def test_simulate_call_command_uses_the_options_the_command_has():
+    assert simulate_call_command("+15550001111", {"--to", "--from"}) == (
+        "python manage.py simulate_call --to +15550001111"
+    )
+    assert simulate_call_command("+15550001111", {"--wav"}) == "python manage.py simulate_call"
+    assert simulate_call_command("+15550001111", None) == "python manage.py simulate_call --to +15550001111"
+
+
+def test_time_filters():
+    assert (mmss(0), mmss(5320), mmss(65_000), mmss(3_725_000), mmss(None)) == (
+        "00:00",
+        "00:05",
+        "01:05",
+        "1:02:05",
+        "",
+    )
+    assert (duration(83), duration(None)) == ("01:23", "")
+
+
+def test_admin_links_to_the_dashboard(admin_client, front_desk):
+    assert 'href="/dashboard/"' in admin_client.get(reverse("admin:index")).content.decode()

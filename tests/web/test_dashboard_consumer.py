@@ -1,0 +1,116 @@
+"""The dashboard's live WebSocket: staff receive `call.update` messages; everyone else is refused."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from asgiref.sync import sync_to_async
+from channels.layers import get_channel_layer
+from channels.testing import WebsocketCommunicator
+from django.contrib.auth.models import AnonymousUser
+from django.test import override_settings
+
+from calls.consumers import DashboardConsumer
+
+IN_MEMORY = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+
+UPDATE = {
+    "type": "call.update",
+    "call_id": 12,
+    "what": "event",
+    "call": {
+        "id": 12,
+        "sid": "CA1",
+        "from": "+1415•••0123",
+        "to": "+15550001111",
+        "config": "Front desk",
+        "status": "in_progress",
+        "started_at": "2026-01-01T10:00:00+00:00",
+        "end_reason": "",
+    },
+    "event": {"seq": 4, "kind": "caller", "t_ms": 5320, "text": "Hello?", "data": {}},
+}
+
+
+@pytest.fixture
+def in_memory_layer():
+    with override_settings(CHANNEL_LAYERS=IN_MEMORY):
+        yield
+
+
+async def make_user(django_user_model: Any, name: str, **flags: Any) -> Any:
+    return await sync_to_async(django_user_model.objects.create_user)(name, password="pw-123456789", **flags)
+
+
+def communicator(user: Any, query: str = "", origin: bytes | None = None) -> WebsocketCommunicator:
+    headers = [(b"origin", origin)] if origin else []
+    comm = WebsocketCommunicator(DashboardConsumer.as_asgi(), "/dashboard/live" + query, headers=headers)
+    comm.scope["user"] = user
+    return comm
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_staff_receives_updates_for_all_calls(in_memory_layer, django_user_model):
+    staff = await make_user(django_user_model, "staff", is_staff=True)
+    comm = communicator(staff)
+    connected, _ = await comm.connect()
+    assert connected
+    await get_channel_layer().group_send("voiceops.calls", UPDATE)
+    message = await comm.receive_json_from(timeout=2)
+    assert message == {k: UPDATE[k] for k in ("call_id", "what", "call", "event")}
+    await comm.disconnect()
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_one_call_subscription_gets_only_that_call(in_memory_layer, django_user_model):
+    staff = await make_user(django_user_model, "staff", is_staff=True)
+    comm = communicator(staff, "?call=12")
+    assert (await comm.connect())[0]
+    layer = get_channel_layer()
+    await layer.group_send("voiceops.call.13", {**UPDATE, "call_id": 13})
+    await layer.group_send("voiceops.call.12", UPDATE)
+    message = await comm.receive_json_from(timeout=2)
+    assert message["call_id"] == 12
+    assert await comm.receive_nothing(timeout=0.2)
+    await comm.disconnect()
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_browser_messages_are_ignored(in_memory_layer, django_user_model):
+    staff = await make_user(django_user_model, "staff", is_staff=True)
+    comm = communicator(staff)
+    assert (await comm.connect())[0]
+    await comm.send_to(text_data="not json at all")
+    assert await comm.receive_nothing(timeout=0.2)
+    await get_channel_layer().group_send("voiceops.calls", UPDATE)
+    assert (await comm.receive_json_from(timeout=2))["what"] == "event"  # still connected and working
+    await comm.disconnect()
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_non_staff_and_anonymous_are_refused(in_memory_layer, django_user_model):
+    customer = await make_user(django_user_model, "customer")
+    for user in (customer, AnonymousUser()):
+        comm = communicator(user)
+        connected, code = await comm.connect()
+        assert (connected, code) == (False, 4403)
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_other_origins_are_refused(in_memory_layer, django_user_model, settings):
+    settings.ALLOWED_HOSTS = ["voiceops.example.com"]
+    settings.DEBUG = False
+    staff = await make_user(django_user_model, "staff", is_staff=True)
+    connected, code = await communicator(staff, origin=b"https://evil.example.net").connect()
+    assert (connected, code) == (False, 4403)
+    comm = communicator(staff, origin=b"https://voiceops.example.com")
+    assert (await comm.connect())[0]
+    await comm.disconnect()
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_bad_call_id_is_refused(in_memory_layer, django_user_model):
+    staff = await make_user(django_user_model, "staff", is_staff=True)
+    connected, code = await communicator(staff, "?call=12;drop").connect()
+    assert (connected, code) == (False, 4400)
