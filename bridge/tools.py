@@ -89,9 +89,10 @@ class ToolCallContext:
 class ToolError(Exception):
     """A failure the model may hear about: the message is short and carries no secrets or addresses."""
 
-    def __init__(self, message: str, status: int | None = None) -> None:
+    def __init__(self, message: str, status: int | None = None, log_reason: str = "") -> None:
         super().__init__(message)
         self.status = status
+        self.log_reason = log_reason or message  # what the log line says: never argument values
 
 
 async def run_http_tool(spec: dict[str, Any], arguments_json: str, call_context: ToolCallContext) -> str:
@@ -106,15 +107,21 @@ async def run_http_tool(spec: dict[str, Any], arguments_json: str, call_context:
         output = {"ok": False, "error": str(exc)}
         if exc.status is not None:
             output["status"] = exc.status
-        outcome = f"error ({exc})"
+        outcome = f"error ({exc.log_reason})"
     except Exception as exc:  # never let a tool break the call
         # Only the type: an exception's message could quote arguments or headers.
         log.error("tool %s failed unexpectedly: %s", name, type(exc).__name__)
         output = {"ok": False, "error": "the tool call failed"}
         outcome = "error (unexpected)"
     elapsed_ms = (time.monotonic() - started) * 1000
-    log.info("tool %s call=%s call_id=%s status=%s ms=%.0f",
-             name, call_context.call_sid, call_context.call_id, outcome, elapsed_ms)
+    log.info(
+        "tool %s call=%s call_id=%s status=%s ms=%.0f",
+        name,
+        call_context.call_sid,
+        call_context.call_id,
+        outcome,
+        elapsed_ms,
+    )
     return json.dumps(output, ensure_ascii=False)
 
 
@@ -124,7 +131,8 @@ async def _call_tool(spec: dict[str, Any], arguments_json: str, context: ToolCal
     timeout_s = _timeout_of(spec)
     body = json.dumps(
         {"arguments": arguments, "call_sid": context.call_sid, "tool": spec.get("name", "")},
-        separators=(",", ":"), ensure_ascii=False,
+        separators=(",", ":"),
+        ensure_ascii=False,
     )
     headers = _request_headers(spec, body)
     tls = _tls_context(getattr(settings, "TOOL_CA_BUNDLE", "") or "")
@@ -172,7 +180,11 @@ def parse_arguments(arguments_json: str, schema: Any) -> dict[str, Any]:
         if error is not None:
             where = "/".join(str(part) for part in error.absolute_path)
             problem = error.message if len(error.message) <= 200 else error.message[:200] + "…"
-            raise ToolError(f"invalid arguments{f' at {where}' if where else ''}: {problem}")
+            # The model sees the validator's message (it may quote values); the log only the place.
+            raise ToolError(
+                f"invalid arguments{f' at {where}' if where else ''}: {problem}",
+                log_reason=f"invalid arguments ({error.validator} at /{where})",
+            )
     return arguments
 
 
@@ -212,8 +224,12 @@ def sign(secret: str, body: str, timestamp: int) -> str:
 
 
 def _request_headers(spec: dict[str, Any], body: str) -> dict[str, str]:
-    headers = {"Content-Type": "application/json", "User-Agent": USER_AGENT, "Accept": "application/json",
-               "Connection": "close"}
+    headers = {
+        "Content-Type": "application/json",
+        "User-Agent": USER_AGENT,
+        "Accept": "application/json",
+        "Connection": "close",
+    }
     # Read at call time so a rotated secret takes effect without a restart.
     secret = os.environ.get(secret_env_name(str(spec.get("name", ""))), "").strip()
     if secret:
@@ -248,8 +264,12 @@ def is_public_address(address: IPAddress) -> bool:
         if embedded is not None:
             return is_public_address(embedded)
     return address.is_global and not (
-        address.is_private or address.is_loopback or address.is_link_local or address.is_multicast
-        or address.is_reserved or address.is_unspecified
+        address.is_private
+        or address.is_loopback
+        or address.is_link_local
+        or address.is_multicast
+        or address.is_reserved
+        or address.is_unspecified
     )
 
 
@@ -301,8 +321,12 @@ class _PinnedHTTPSConnection(http.client.HTTPConnection):
     default_port = 443
 
     def __init__(
-        self, host: str, port: int, addresses: list[tuple[socket.AddressFamily, tuple[Any, ...]]],
-        tls: ssl.SSLContext, deadline: float,
+        self,
+        host: str,
+        port: int,
+        addresses: list[tuple[socket.AddressFamily, tuple[Any, ...]]],
+        tls: ssl.SSLContext,
+        deadline: float,
     ) -> None:
         super().__init__(host, port)
         self._addresses = addresses
@@ -379,8 +403,9 @@ class _PinnedHTTPSConnection(http.client.HTTPConnection):
 
 def _interpret_response(status: int, content_type: str, raw: bytes) -> Any:
     if 300 <= status < 400:
-        raise ToolError(f"the tool answered with a redirect (HTTP {status}); redirects are not followed",
-                        status=status)
+        raise ToolError(
+            f"the tool answered with a redirect (HTTP {status}); redirects are not followed", status=status
+        )
     if not 200 <= status < 300:
         raise ToolError(f"the tool answered with HTTP {status}", status=status)
     if not raw:
