@@ -11,7 +11,7 @@ import os
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "voiceops.settings")
 os.environ.setdefault("VOICEOPS_COMPONENT", "webhook")
 
-from lambda_webhook.secrets import load_into_environ  # noqa: E402
+from lambda_webhook.secrets import load_into_environ
 
 load_into_environ()
 

@@ -19,7 +19,7 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
 
 
 @pytest.fixture
-def twilio_settings(settings):  # noqa: ANN001 - pytest-django's settings fixture
+def twilio_settings(settings):
     settings.TWILIO_AUTH_TOKEN = TWILIO_TOKEN
     settings.TWILIO_ACCOUNT_SID = ACCOUNT_SID
     settings.PUBLIC_WEBHOOK_BASE_URL = "https://hooks.example.com"
