@@ -1,0 +1,268 @@
+"""The media bridge: ECS cluster, the public ALB (HTTPS, long idle timeout) and the bridge Fargate service.
+
+Long calls shape every number here: the ALB keeps a deregistering target for as long as the app drains
+(DRAIN_TIMEOUT_S), the container gets the same time after SIGTERM, deployments start new tasks before old
+ones stop, and each task may protect itself from scale-in while it carries calls.
+"""
+
+from __future__ import annotations
+
+from aws_cdk import Aws, CfnOutput, Duration, Stack
+from aws_cdk import aws_certificatemanager as acm
+from aws_cdk import aws_cloudwatch as cloudwatch
+from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_ecs as ecs
+from aws_cdk import aws_elasticloadbalancingv2 as elbv2
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_route53 as route53
+from aws_cdk import aws_route53_targets as route53_targets
+from aws_cdk import aws_s3 as s3
+from constructs import Construct
+
+from voiceops_cdk.config import ACTIVE_CALLS_METRIC, APP_PORT, METRIC_NAMESPACE, DeploySettings
+from voiceops_cdk.nag import ANY_RESOURCE, acknowledge, arn_finding
+from voiceops_cdk.network import SecurityGroups
+from voiceops_cdk.runtime import (
+    AppDependencies,
+    add_app_container,
+    add_otel_sidecar,
+    allow_metrics,
+    app_environment,
+    app_secrets,
+    log_group,
+    release_tag,
+)
+
+ALB_IDLE_TIMEOUT_S = 3600  # an OpenAI Realtime session lasts at most 60 minutes
+BRIDGE_RULE_PRIORITY = 10
+
+
+def hosted_zone(scope: Construct, settings: DeploySettings) -> route53.IHostedZone | None:
+    """The stage's zone when given by id and name (no lookup); otherwise DNS is managed by hand."""
+    if not settings.hosted_zone_id:
+        return None
+    return route53.HostedZone.from_hosted_zone_attributes(
+        scope, "Zone", hosted_zone_id=settings.hosted_zone_id, zone_name=settings.hosted_zone_name
+    )
+
+
+def active_calls_metric(settings: DeploySettings, statistic: str = "Average") -> cloudwatch.Metric:
+    """One data point per bridge task per period, so Average = calls per task."""
+    return cloudwatch.Metric(
+        namespace=METRIC_NAMESPACE,
+        metric_name=ACTIVE_CALLS_METRIC,
+        dimensions_map={"Stage": settings.stage},
+        statistic=statistic,
+        period=Duration.minutes(1),
+    )
+
+
+class BridgeStack(Stack):
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        settings: DeploySettings,
+        vpc: ec2.IVpc,
+        security_groups: SecurityGroups,
+        deps: AppDependencies,
+        log_bucket: s3.IBucket,
+        **kwargs: object,
+    ) -> None:
+        super().__init__(scope, construct_id, **kwargs)
+        sgs = security_groups.immutable_in(self)
+        prefix = settings.name_prefix
+        self.zone = hosted_zone(self, settings)
+
+        self.cluster = ecs.Cluster(
+            self,
+            "Cluster",
+            cluster_name=prefix,
+            vpc=vpc,
+            container_insights_v2=ecs.ContainerInsights.ENHANCED,
+        )
+
+        # --- the public edge -------------------------------------------------------------------------
+        if settings.certificate_arn:
+            self.certificate: acm.ICertificate = acm.Certificate.from_certificate_arn(
+                self, "Certificate", settings.certificate_arn
+            )
+        else:
+            self.certificate = acm.Certificate(
+                self,
+                "Certificate",
+                domain_name=settings.bridge_host,
+                subject_alternative_names=[settings.web_host],
+                # Without a zone, CloudFormation waits until the operator adds the CNAMEs it prints.
+                validation=acm.CertificateValidation.from_dns(self.zone),
+            )
+        self.alb = elbv2.ApplicationLoadBalancer(
+            self,
+            "Alb",
+            vpc=vpc,
+            internet_facing=True,
+            vpc_subnets=ec2.SubnetSelection(subnet_type=ec2.SubnetType.PUBLIC),
+            security_group=sgs.alb,
+            idle_timeout=Duration.seconds(ALB_IDLE_TIMEOUT_S),
+            drop_invalid_header_fields=True,
+            deletion_protection=settings.is_prod,
+        )
+        self.alb.log_access_logs(log_bucket, "alb")
+        self.listener = self.alb.add_listener(
+            "Https",
+            port=443,
+            protocol=elbv2.ApplicationProtocol.HTTPS,
+            certificates=[self.certificate],
+            ssl_policy=elbv2.SslPolicy.RECOMMENDED_TLS,
+            open=False,  # the ALB security group already says who may connect
+            default_action=elbv2.ListenerAction.fixed_response(
+                404, content_type="text/plain", message_body="unknown host"
+            ),
+        )
+
+        # --- the bridge service ------------------------------------------------------------------------
+        self.log_group = log_group(self, "BridgeLogs", settings, "bridge")
+        task = ecs.FargateTaskDefinition(
+            self,
+            "BridgeTask",
+            family=f"{prefix}-bridge",
+            cpu=1024,
+            memory_limit_mib=2048,
+            runtime_platform=ecs.RuntimePlatform(
+                cpu_architecture=ecs.CpuArchitecture.X86_64,
+                operating_system_family=ecs.OperatingSystemFamily.LINUX,
+            ),
+            task_role=iam.Role(
+                self,
+                "BridgeTaskRole",
+                role_name=f"{prefix}-bridge-task",
+                assumed_by=iam.ServicePrincipal("ecs-tasks.amazonaws.com"),
+            ),
+            execution_role=iam.Role(
+                self,
+                "BridgeExecutionRole",
+                role_name=f"{prefix}-bridge-exec",
+                assumed_by=iam.ServicePrincipal("ecs-tasks.amazonaws.com"),
+            ),
+        )
+        self.task_definition = task
+        image = ecs.ContainerImage.from_ecr_repository(
+            deps.bridge_repository, release_tag(self, deps.release_tag_parameter)
+        )
+        self.container = add_app_container(
+            task,
+            name="bridge",
+            image=image,
+            environment=app_environment(settings, deps, "bridge", [settings.bridge_host]),
+            secrets=app_secrets(self, settings, deps.db_secret),
+            group=self.log_group,
+            stop_timeout_s=settings.stop_timeout_s,
+        )
+        add_otel_sidecar(task, self.log_group)
+        allow_metrics(task)
+        # Scale-in protection while calls are live: the bridge protects its own task through the ECS agent
+        # endpoint. IAM cannot name "this task", so the grant is every task of this cluster.
+        task.add_to_task_role_policy(
+            iam.PolicyStatement(
+                sid="TaskScaleInProtection",
+                actions=["ecs:UpdateTaskProtection", "ecs:GetTaskProtection"],
+                resources=[f"arn:{Aws.PARTITION}:ecs:{Aws.REGION}:{Aws.ACCOUNT_ID}:task/{prefix}/*"],
+            )
+        )
+
+        self.service = ecs.FargateService(
+            self,
+            "BridgeService",
+            service_name=f"{prefix}-bridge",
+            cluster=self.cluster,
+            task_definition=task,
+            desired_count=settings.bridge_min_tasks,
+            security_groups=[sgs.bridge],
+            vpc_subnets=ec2.SubnetSelection(subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS),
+            assign_public_ip=False,
+            # New tasks come up before old ones stop; old ones drain their calls.
+            min_healthy_percent=100,
+            max_healthy_percent=200,
+            circuit_breaker=ecs.DeploymentCircuitBreaker(enable=True, rollback=True),
+            health_check_grace_period=Duration.seconds(60),
+            enable_ecs_managed_tags=True,
+            propagate_tags=ecs.PropagatedTagSource.SERVICE,
+        )
+        self.target_group = elbv2.ApplicationTargetGroup(
+            self,
+            "BridgeTargets",
+            vpc=vpc,
+            port=APP_PORT,
+            protocol=elbv2.ApplicationProtocol.HTTP,
+            target_type=elbv2.TargetType.IP,
+            targets=[self.service.load_balancer_target(container_name="bridge", container_port=APP_PORT)],
+            deregistration_delay=Duration.seconds(settings.deregistration_delay_s),
+            health_check=elbv2.HealthCheck(
+                path="/readyz",
+                healthy_http_codes="200",
+                interval=Duration.seconds(10),
+                timeout=Duration.seconds(5),
+                healthy_threshold_count=2,
+                unhealthy_threshold_count=3,
+            ),
+        )
+        self.listener.add_target_groups(
+            "BridgeHost",
+            priority=BRIDGE_RULE_PRIORITY,
+            conditions=[elbv2.ListenerCondition.host_headers([settings.bridge_host])],
+            target_groups=[self.target_group],
+        )
+
+        scaling = self.service.auto_scale_task_count(
+            min_capacity=settings.bridge_min_tasks, max_capacity=settings.bridge_max_tasks
+        )
+        scaling.scale_on_cpu_utilization(
+            "Cpu",
+            target_utilization_percent=60,
+            scale_in_cooldown=Duration.minutes(10),
+            scale_out_cooldown=Duration.minutes(1),
+        )
+        scaling.scale_on_memory_utilization(
+            "Memory",
+            target_utilization_percent=70,
+            scale_in_cooldown=Duration.minutes(10),
+            scale_out_cooldown=Duration.minutes(1),
+        )
+        scaling.scale_to_track_custom_metric(
+            "ActiveCalls",
+            metric=active_calls_metric(settings),
+            target_value=settings.active_calls_target,
+            scale_in_cooldown=Duration.minutes(10),
+            scale_out_cooldown=Duration.minutes(1),
+        )
+
+        if self.zone is not None:
+            for host, record_id in ((settings.bridge_host, "BridgeRecord"), (settings.web_host, "WebRecord")):
+                route53.ARecord(
+                    self,
+                    record_id,
+                    zone=self.zone,
+                    record_name=f"{host}.",
+                    target=route53.RecordTarget.from_alias(route53_targets.LoadBalancerTarget(self.alb)),
+                )
+
+        CfnOutput(self, "AlbDnsName", value=self.alb.load_balancer_dns_name)
+        CfnOutput(self, "ClusterName", value=self.cluster.cluster_name)
+        CfnOutput(self, "BridgeServiceName", value=self.service.service_name)
+
+        acknowledge(
+            task,
+            "ECS2",
+            "Only non-secret configuration is in the environment; secrets come from SSM and "
+            "Secrets Manager through the task definition's secrets.",
+        )
+        acknowledge(
+            self,
+            "IAM5",
+            "X-Ray and PutMetricData have no resource-level permissions (PutMetricData is "
+            "limited by namespace); task protection is limited to this cluster's tasks; the execution "
+            "role's ECR/Logs grants are CDK defaults scoped to the repository and log group.",
+            ANY_RESOURCE,
+            arn_finding("ecs", f"task/{prefix}/*"),
+        )
