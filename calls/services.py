@@ -9,6 +9,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import QuerySet
 from django.utils import timezone
 
 from calls.models import BUILTIN_TOOLS, AgentConfig, AgentConfigRevision, Call, CallEvent, PhoneNumber, Tool
@@ -88,7 +89,8 @@ def record_revision(config: AgentConfig, author: Any = None, comment: str = "") 
 
 def revision_diff(old: dict[str, Any] | None, new: dict[str, Any]) -> list[tuple[str, Any, Any]]:
     old = old or {}
-    return [(k, old.get(k), new.get(k)) for k in new if old.get(k) != new.get(k)]
+    keys = [*REVISION_FIELDS, "tools"]  # a stable order: PostgreSQL's jsonb reorders keys
+    return [(k, old.get(k), new.get(k)) for k in keys if k in new and old.get(k) != new.get(k)]
 
 
 @transaction.atomic
@@ -223,7 +225,8 @@ def claim_stream(call_sid: str, stream_sid: str, instance: str) -> Call | None:
     """Mark the call's stream token used. Returns None when it was already used (a replay) or the call is
     unknown: the token is single-use, enforced by one conditional UPDATE."""
     now = timezone.now()
-    claimed = Call.objects.filter(twilio_call_sid=call_sid, stream_token_used_at__isnull=True).update(
+    unclaimed = Call.objects.filter(twilio_call_sid=call_sid, stream_token_used_at__isnull=True)
+    claimed = unclaimed.exclude(status__in=Call.TERMINAL).update(
         stream_token_used_at=now, stream_sid=stream_sid, started_at=now, bridge_instance=instance,
         status=Call.Status.IN_PROGRESS,
     )
@@ -269,8 +272,25 @@ def add_events(call_id: int, events: Iterable[dict[str, Any]]) -> int:
     return len(rows)
 
 
-def purge_calls(older_than: timedelta) -> int:
-    cutoff = timezone.now() - older_than
-    deleted, _ = Call.objects.filter(created_at__lt=cutoff).exclude(status__in=["ringing", "in_progress"]).delete()
-    return deleted
+LIVE_STATUSES = (Call.Status.RINGING, Call.Status.IN_PROGRESS)
 
+
+def purgeable_calls(cutoff: datetime) -> QuerySet[Call]:
+    """Ended calls created before `cutoff`; live calls are never purged, however old."""
+    return Call.objects.filter(created_at__lt=cutoff).exclude(status__in=LIVE_STATUSES)
+
+
+def purge_calls(older_than: timedelta, batch_size: int = 1000) -> tuple[int, int]:
+    """Delete ended calls older than `older_than` with their events, in bounded batches.
+    Returns (calls, events) deleted."""
+    cutoff = timezone.now() - older_than
+    calls = events = 0
+    while True:
+        ids = list(purgeable_calls(cutoff).order_by("pk").values_list("pk", flat=True)[:batch_size])
+        if not ids:
+            return calls, events
+        with transaction.atomic():
+            # The status filter is applied again in the DELETE itself, so nothing live slips in.
+            _, per_model = purgeable_calls(cutoff).filter(pk__in=ids).delete()
+        calls += per_model.get(Call._meta.label, 0)
+        events += per_model.get(CallEvent._meta.label, 0)

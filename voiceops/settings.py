@@ -10,6 +10,7 @@ VOICEOPS_COMPONENT picks what this process serves: `all` (local), `web`, `bridge
 
 from __future__ import annotations
 
+import os
 import secrets
 import sys
 from pathlib import Path
@@ -20,6 +21,13 @@ from django.core.exceptions import ImproperlyConfigured
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 env = environ.Env()
+
+
+def env_list(name: str, default: list[str]) -> list[str]:
+    """A comma list with blanks trimmed: "a.com, b.com" must match the Host header b.com."""
+    raw = os.environ.get(name)
+    return list(default) if raw is None else [item.strip() for item in raw.split(",") if item.strip()]
+
 
 DEBUG: bool = env.bool("DJANGO_DEBUG", default=True)
 COMPONENT: str = env.str("VOICEOPS_COMPONENT", default="all")
@@ -36,11 +44,11 @@ elif not DEBUG and (len(_secret) < 50 or len(set(_secret)) < 5 or _secret.starts
     raise ImproperlyConfigured("DJANGO_SECRET_KEY is too weak for production (50+ varied characters)")
 SECRET_KEY = _secret
 
-ALLOWED_HOSTS: list[str] = env.list("DJANGO_ALLOWED_HOSTS", default=["127.0.0.1", "localhost"])
+ALLOWED_HOSTS: list[str] = env_list("DJANGO_ALLOWED_HOSTS", ["127.0.0.1", "localhost"])
 if not DEBUG and not ALLOWED_HOSTS:
     raise ImproperlyConfigured("DJANGO_ALLOWED_HOSTS is required when DJANGO_DEBUG=0")
-CSRF_TRUSTED_ORIGINS: list[str] = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
-CORS_ALLOWED_ORIGINS: list[str] = env.list("CORS_ALLOWED_ORIGINS", default=[])
+CSRF_TRUSTED_ORIGINS: list[str] = env_list("DJANGO_CSRF_TRUSTED_ORIGINS", [])
+CORS_ALLOWED_ORIGINS: list[str] = env_list("CORS_ALLOWED_ORIGINS", [])
 PORT: int = env.int("PORT", default=8000)
 
 # --- applications -------------------------------------------------------------------------------
@@ -99,7 +107,7 @@ ASGI_APPLICATION = "voiceops.asgi.application"
 DATABASES = {"default": env.db_url("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}")}
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Tests that start a server in a subprocess need a file-backed test database to share.
-    DATABASES["default"]["TEST"] = {"NAME": str(BASE_DIR / ".test-db.sqlite3")}
+    DATABASES["default"]["TEST"] = {"NAME": str(BASE_DIR / f".test-db.{os.getpid()}.sqlite3")}
 else:
     DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("DB_CONN_MAX_AGE", default=0))
     DATABASES["default"].setdefault("OPTIONS", {})["connect_timeout"] = env.int("DB_CONNECT_TIMEOUT_S", default=5)
@@ -184,7 +192,7 @@ BRIDGE_PUBLIC_URL: str = env.str("BRIDGE_PUBLIC_URL", default="ws://127.0.0.1:80
 STREAM_TOKEN_TTL_S: int = env.int("STREAM_TOKEN_TTL_S", default=60)
 DRAIN_TIMEOUT_S: int = env.int("DRAIN_TIMEOUT_S", default=110)
 # Hosts an operator allows HTTP tools to reach despite the SSRF guard (local development only).
-TOOL_ALLOWED_PRIVATE_HOSTS: list[str] = env.list("TOOL_ALLOWED_PRIVATE_HOSTS", default=[])
+TOOL_ALLOWED_PRIVATE_HOSTS: list[str] = env_list("TOOL_ALLOWED_PRIVATE_HOSTS", [])
 TOOL_CA_BUNDLE: str = env.str("TOOL_CA_BUNDLE", default="")
 BRIDGE_INSTANCE_ID: str = env.str("BRIDGE_INSTANCE_ID", default="") or secrets.token_hex(4)
 METRICS_NAMESPACE: str = env.str("METRICS_NAMESPACE", default="VoiceOps")

@@ -8,38 +8,16 @@ Calls still ringing or in progress are never deleted, however old.
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandParser
-from django.db import transaction
-from django.db.models import QuerySet
 from django.utils import timezone
 
+from calls import services
 from calls.management.commands._maintenance import parse_age
 from calls.models import Call, CallEvent
 
-LIVE_STATUSES = (Call.Status.RINGING, Call.Status.IN_PROGRESS)
-BATCH_SIZE = 1000  # bounded transactions and memory, however large the history
 LIST_LIMIT = 20  # calls a dry run names before it only counts
-
-
-def purgeable(cutoff: datetime) -> QuerySet[Call]:
-    return Call.objects.filter(created_at__lt=cutoff).exclude(status__in=LIVE_STATUSES)
-
-
-def purge_before(cutoff: datetime, batch_size: int = BATCH_SIZE) -> tuple[int, int]:
-    """Delete ended calls created before `cutoff`, batch by batch. Returns (calls, events) deleted."""
-    calls = events = 0
-    while True:
-        ids = list(purgeable(cutoff).order_by("pk").values_list("pk", flat=True)[:batch_size])
-        if not ids:
-            return calls, events
-        with transaction.atomic():
-            # The status filter is applied again in the DELETE itself, so nothing live slips in.
-            _, per_model = purgeable(cutoff).filter(pk__in=ids).delete()
-        calls += per_model.get(Call._meta.label, 0)
-        events += per_model.get(CallEvent._meta.label, 0)
 
 
 class Command(BaseCommand):
@@ -47,6 +25,7 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--older-than", required=True, help="Age: a number and h, d or w (90d, 12h, 2w).")
+        parser.add_argument("--batch-size", type=int, default=1000, help="Calls deleted per transaction.")
         parser.add_argument(
             "--dry-run", action="store_true", help="Show what would be deleted; delete nothing."
         )
@@ -54,9 +33,9 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         age = parse_age(options["older_than"])
         cutoff = timezone.now() - age
-        live_kept = Call.objects.filter(created_at__lt=cutoff, status__in=LIVE_STATUSES).count()
+        live_kept = Call.objects.filter(created_at__lt=cutoff, status__in=services.LIVE_STATUSES).count()
         if options["dry_run"]:
-            doomed = purgeable(cutoff)
+            doomed = services.purgeable_calls(cutoff)
             count = doomed.count()
             events = CallEvent.objects.filter(call__in=doomed).count()
             self.stdout.write(
@@ -70,7 +49,7 @@ class Command(BaseCommand):
             if count > LIST_LIMIT:
                 self.stdout.write(f"  … and {count - LIST_LIMIT} more")
         else:
-            calls, events = purge_before(cutoff)
+            calls, events = services.purge_calls(age, batch_size=max(1, options["batch_size"]))
             self.stdout.write(
                 f"deleted {calls} call(s) and {events} event(s) created before {cutoff:%Y-%m-%d %H:%M %Z}."
             )
