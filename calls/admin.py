@@ -79,12 +79,14 @@ def text_diff_lines(before: str, after: str, context: int = 2) -> list[dict[str,
     """A unified line diff of two texts with changed words marked; long unchanged runs are folded."""
     a, b = before.splitlines(), after.splitlines()
     lines: list[dict[str, Any]] = []
-    for tag, i1, i2, j1, j2 in difflib.SequenceMatcher(None, a, b, autojunk=False).get_opcodes():
+    opcodes = difflib.SequenceMatcher(None, a, b, autojunk=False).get_opcodes()
+    for index, (tag, i1, i2, j1, j2) in enumerate(opcodes):
         if tag == "equal":
             block = a[i1:i2]
-            head = block[:context] if i1 > 0 else []
-            tail = block[-context:] if i2 < len(a) else []
-            if len(head) + len(tail) >= len(block):
+            # Context only next to a change: before the first change and after the last there is none.
+            head = block[:context] if index > 0 else []
+            tail = block[-context:] if index < len(opcodes) - 1 else []
+            if len(block) - len(head) - len(tail) <= 1:
                 lines += [{"op": "ctx", "html": escape(line)} for line in block]
                 continue
             lines += [{"op": "ctx", "html": escape(line)} for line in head]
@@ -109,6 +111,12 @@ def _field_label(name: str) -> str:
         return name
 
 
+def changed_summary(revision: AgentConfigRevision) -> str:
+    if revision.number == 1:
+        return "(created)"
+    return ", ".join(_field_label(f) for f in revision.changed_fields) or "—"
+
+
 def _display(value: Any) -> str:
     if value is None or value == "":
         return "—"
@@ -124,15 +132,13 @@ def build_field_diffs(old: dict[str, Any] | None, new: dict[str, Any]) -> list[d
         row: dict[str, Any] = {"field": field, "label": _field_label(field)}
         if field == "tools":
             was, now = set(before or []), set(after or [])
-            row.update(
-                kind="list", added=sorted(now - was), removed=sorted(was - now), kept=sorted(now & was)
-            )
+            row.update(kind="list", added=sorted(now - was), removed=sorted(was - now), kept=sorted(now & was))
         elif (
             isinstance(before, str | None)
             and isinstance(after, str)
             and ("\n" in (before or "") + after or max(len(before or ""), len(after)) > _LONG_TEXT)
         ):
-            row.update(kind="text", lines=text_diff_lines(before or "", after))
+            row.update(kind="text", lines=text_diff_lines(before or "", after), full_text=after)
         else:
             row.update(kind="value", before=_display(before), after=_display(after))
         rows.append(row)
@@ -162,7 +168,9 @@ class AgentConfigAdmin(admin.ModelAdmin):
                 "silence apply); semantic VAD judges when the caller has finished (eagerness applies).",
                 "fields": (
                     "turn_detection",
-                    ("vad_threshold", "vad_prefix_padding_ms", "vad_silence_duration_ms"),
+                    "vad_threshold",
+                    "vad_prefix_padding_ms",
+                    "vad_silence_duration_ms",
                     "eagerness",
                     "interrupt_response",
                     "noise_reduction",
@@ -174,8 +182,7 @@ class AgentConfigAdmin(admin.ModelAdmin):
         (
             "Tools",
             {
-                "description": "end_call lets the agent hang up; "
-                "transfer_call needs a transfer number (see Routing).",
+                "description": "end_call lets the agent hang up; transfer_call needs a transfer number (see Routing).",
                 "fields": ("tools",),
             },
         ),
@@ -215,9 +222,10 @@ class AgentConfigAdmin(admin.ModelAdmin):
     @admin.display(description="Recent revisions")
     def revision_history(self, obj: AgentConfig) -> SafeString:
         revisions = obj.revisions.select_related("author").order_by("-number")
+        rows = [{"revision": r, "changed": changed_summary(r)} for r in revisions[:10]]
         return render_to_string(
             "admin/calls/agentconfig/_revisions.html",
-            {"revisions": revisions[:10], "total": revisions.count(), "config": obj},
+            {"rows": rows, "total": revisions.count(), "config": obj},
         )
 
     def save_model(self, request: HttpRequest, obj: AgentConfig, form: ModelForm, change: bool) -> None:
@@ -236,9 +244,7 @@ class AgentConfigAdmin(admin.ModelAdmin):
         super().save_related(request, form, formsets, change)
         # After the tools (m2m) are saved, so a change of tools alone is a revision too.
         config = form.instance
-        revision = services.record_revision(
-            config, request.user, comment=form.cleaned_data.get("change_note", "")
-        )
+        revision = services.record_revision(config, request.user, comment=form.cleaned_data.get("change_note", ""))
         if revision is not None:
             messages.info(request, f"Saved as revision {revision.number} of “{config}”.")
         if config.tools.filter(name="transfer_call").exists() and not config.transfer_number:
@@ -283,7 +289,7 @@ class AgentConfigRevisionAdmin(admin.ModelAdmin):
 
     @admin.display(description="Changed fields")
     def changed(self, obj: AgentConfigRevision) -> str:
-        return ", ".join(_field_label(f) for f in obj.changed_fields) or "—"
+        return changed_summary(obj)
 
     def can_restore(self, request: HttpRequest) -> bool:
         return request.user.has_perm("calls.change_agentconfig")
@@ -299,9 +305,7 @@ class AgentConfigRevisionAdmin(admin.ModelAdmin):
     def _revision(self, request: HttpRequest, object_id: str) -> AgentConfigRevision:
         if not str(object_id).isdigit():
             raise Http404("No such revision.")
-        revision = get_object_or_404(
-            AgentConfigRevision.objects.select_related("config", "author"), pk=object_id
-        )
+        revision = get_object_or_404(AgentConfigRevision.objects.select_related("config", "author"), pk=object_id)
         if not self.has_view_permission(request, revision):
             raise PermissionDenied
         return revision
@@ -348,9 +352,7 @@ class AgentConfigRevisionAdmin(admin.ModelAdmin):
             try:
                 config = services.restore_revision(revision, request.user)
             except ValidationError as exc:
-                messages.error(
-                    request, f"Revision {revision.number} cannot be restored: {' '.join(exc.messages)}"
-                )
+                messages.error(request, f"Revision {revision.number} cannot be restored: {' '.join(exc.messages)}")
                 return HttpResponseRedirect(detail_url)
             latest = config.revisions.order_by("-number").first()
             self.log_change(request, config, f"Restored revision {revision.number}")
@@ -359,9 +361,7 @@ class AgentConfigRevisionAdmin(admin.ModelAdmin):
                 f"Restored revision {revision.number} of “{config}” (saved as revision {latest.number}).",
             )
             return HttpResponseRedirect(reverse("admin:calls_agentconfig_change", args=[config.pk]))
-        context = self._context(
-            request, revision, f"Restore revision {revision.number} of {revision.config}?"
-        )
+        context = self._context(request, revision, f"Restore revision {revision.number} of {revision.config}?")
         context.update(
             changes=build_field_diffs(services.config_fields(revision.config), revision.data),
             detail_url=detail_url,
@@ -404,8 +404,7 @@ class ToolAdmin(admin.ModelAdmin):
     def secret_hint(self, obj: Tool | None) -> str:
         env = obj.secret_env_name if obj and obj.name else "TOOL_SECRET_<NAME>"
         return (
-            f"The bridge sends the value of {env} (environment or SSM) in the secret header. "
-            "It is never stored here."
+            f"The bridge sends the value of {env} (environment or SSM) in the secret header. It is never stored here."
         )
 
     @staticmethod
@@ -520,9 +519,7 @@ class CallAdmin(admin.ModelAdmin):
     def usage_pretty(self, obj: Call) -> SafeString:
         if not obj.usage:
             return mark_safe("—")
-        return format_html(
-            '<pre class="vo-json">{}</pre>', json.dumps(obj.usage, indent=2, ensure_ascii=False)
-        )
+        return format_html('<pre class="vo-json">{}</pre>', json.dumps(obj.usage, indent=2, ensure_ascii=False))
 
     @admin.display(description="Snapshot")
     def snapshot_pretty(self, obj: Call) -> SafeString:

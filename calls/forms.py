@@ -64,6 +64,14 @@ class AgentConfigAdminForm(forms.ModelForm):
     class Meta:
         model = AgentConfig
         fields = [*REVISION_FIELDS, "tools"]
+        labels = {
+            "vad_threshold": "VAD threshold",
+            "vad_prefix_padding_ms": "Prefix padding (ms)",
+            "vad_silence_duration_ms": "Silence duration (ms)",
+            "max_call_minutes": "Max call length (minutes)",
+            "is_default": "Default config",
+            "is_active": "Active",
+        }
         widgets = {
             "instructions": forms.Textarea(attrs={"rows": 18, "class": "vLargeTextField vo-prompt"}),
             "greeting": forms.Textarea(attrs={"rows": 3, "class": "vLargeTextField"}),
@@ -79,9 +87,7 @@ class AgentConfigAdminForm(forms.ModelForm):
     def clean(self) -> dict[str, Any]:
         data = super().clean()
         if data.get("is_default") and data.get("is_active") is False:
-            self.add_error(
-                "is_active", "The default config must be active: calls to numbers without a route use it."
-            )
+            self.add_error("is_active", "The default config must be active: calls to numbers without a route use it.")
         return data
 
     def _get_validation_exclusions(self) -> set[str]:
@@ -97,8 +103,7 @@ class PhoneNumberAdminForm(forms.ModelForm):
         model = PhoneNumber
         fields = ["number", "label", "agent_config", "is_active", "twilio_sid"]
         help_texts = {
-            "number": "E.164: a + then country code and number, e.g. +14155550123. "
-            "Spaces and dashes are removed."
+            "number": "E.164: a + then country code and number, e.g. +14155550123. Spaces and dashes are removed."
         }
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -140,9 +145,7 @@ class ToolAdminForm(forms.ModelForm):
     def clean(self) -> dict[str, Any]:
         data = super().clean()
         if not self.instance.pk and data.get("kind") == Tool.Kind.BUILTIN:
-            self.add_error(
-                "kind", "Built-in tools come with voiceops (end_call, transfer_call); add HTTP tools here."
-            )
+            self.add_error("kind", "Built-in tools come with voiceops (end_call, transfer_call); add HTTP tools here.")
         return data
 
 
@@ -155,12 +158,8 @@ class CallFilterForm(forms.Form):
         widget=forms.TextInput(attrs={"placeholder": "Call SID or number", "type": "search"}),
     )
     status = forms.ChoiceField(required=False, choices=[("", "Any status"), *Call.Status.choices])
-    config = forms.ModelChoiceField(
-        required=False, queryset=AgentConfig.objects.all(), empty_label="Any config"
-    )
-    to = forms.CharField(
-        required=False, label="To number", widget=forms.TextInput(attrs={"placeholder": "+1…"})
-    )
+    config = forms.ModelChoiceField(required=False, queryset=AgentConfig.objects.all(), empty_label="Any config")
+    to = forms.CharField(required=False, label="To number", widget=forms.TextInput(attrs={"placeholder": "+1…"}))
     end_reason = forms.ChoiceField(
         required=False, label="End reason", choices=[("", "Any end reason"), *Call.EndReason.choices]
     )

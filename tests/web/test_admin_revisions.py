@@ -34,10 +34,7 @@ def test_revision_list_is_read_only(admin_client, front_desk):
     assert "r1" in response.content.decode()
     assert admin_client.get(reverse("admin:calls_agentconfigrevision_add")).status_code == 403
     revision = front_desk.revisions.get()
-    assert (
-        admin_client.get(reverse("admin:calls_agentconfigrevision_delete", args=[revision.pk])).status_code
-        == 403
-    )
+    assert admin_client.get(reverse("admin:calls_agentconfigrevision_delete", args=[revision.pk])).status_code == 403
 
 
 def test_revision_page_shows_the_diff_against_the_previous_revision(admin_client, front_desk):
@@ -147,6 +144,15 @@ def test_text_diff_folds_long_unchanged_runs_and_escapes_html():
     assert "18 unchanged lines" in lines[0]["html"]
     assert lines[3]["html"] == "&lt;b&gt;<del>old</del>&lt;/b&gt;"
     assert lines[4]["html"] == "&lt;b&gt;<ins>new</ins>&lt;/b&gt;"
+
+
+def test_text_diff_shows_context_before_an_appended_line_and_no_one_line_folds():
+    before = "\n".join(f"line {i}" for i in range(10))
+    lines = text_diff_lines(before, before + "\nnew last line")
+    assert [line["op"] for line in lines] == ["gap", "ctx", "ctx", "ins"]
+    assert lines[0]["html"] == "⋯ 8 unchanged lines"
+    short = text_diff_lines("a\nb\nc", "a\nb\nc\nd")
+    assert [line["op"] for line in short] == ["ctx", "ctx", "ctx", "ins"]
 
 
 def test_field_diffs_show_tools_added_and_removed():

@@ -1,0 +1,157 @@
+"""Drives Debian's chromium through the admin and the dashboard against a live (threaded WSGI) server.
+
+The live server speaks no WebSocket, so these tests also prove the dashboard's polling fallback."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from calls import services
+from calls.models import Call
+from tests.web.helpers import add_conversation, make_call
+
+CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
+SCREENSHOTS = os.environ.get("VOICEOPS_SCREENSHOTS", "/tmp/voiceops-screenshots")  # never inside the repo
+LAUNCH_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    from playwright.sync_api import sync_playwright
+
+    # Playwright's sync API keeps an event loop on this thread, which makes Django refuse ORM calls
+    # from the test body; the test really is synchronous, so allow them for these tests only.
+    previous = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "1"
+    try:
+        with sync_playwright() as playwright:
+            chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=LAUNCH_ARGS)
+            yield chromium
+            chromium.close()
+    finally:
+        if previous is None:
+            os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+        else:
+            os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = previous
+
+
+@pytest.fixture
+def page(browser: Any, live_server: Any, admin_user: Any) -> Iterator[Any]:
+    """A logged-in admin's page."""
+    context = browser.new_context(viewport={"width": 1280, "height": 900}, base_url=live_server.url)
+    context.set_default_timeout(10_000)
+    tab = context.new_page()
+    errors: list[str] = []
+    tab.on("pageerror", lambda exc: errors.append(str(exc)))
+    tab.goto("/admin/login/")
+    tab.fill("#id_username", "admin")
+    tab.fill("#id_password", "password")
+    tab.click("input[type=submit]")
+    tab.wait_for_url("**/admin/")
+    yield tab
+    context.close()
+    assert errors == [], f"JavaScript errors: {errors}"
+
+
+def screenshot(page: Any, name: str) -> None:
+    os.makedirs(SCREENSHOTS, exist_ok=True)
+    page.screenshot(path=os.path.join(SCREENSHOTS, name), full_page=True)
+
+
+def test_edit_prompt_see_diff_and_restore(page: Any, front_desk: Any) -> None:
+    from playwright.sync_api import expect
+
+    original = front_desk.instructions
+    page.goto(f"/admin/calls/agentconfig/{front_desk.pk}/change/")
+    expect(page.locator(".field-session_preview pre")).to_contain_text("Acme Dental")
+    screenshot(page, "admin-config.png")
+
+    page.fill("#id_instructions", original.replace("Be brief and friendly.", "Be brief, warm and friendly."))
+    page.fill("#id_change_note", "warmer tone")
+    page.click("input[name=_continue]")
+    expect(page.locator(".messagelist")).to_contain_text("Saved as revision 2")
+
+    page.click(".vo-revisions a:text('r2')")
+    expect(page.locator("h2").first).to_contain_text("Changes since revision 1")
+    expect(page.locator(".vo-diff-text ins")).to_contain_text("warm")
+    expect(page.locator(".vo-revision-meta")).to_contain_text("warmer tone")
+    screenshot(page, "admin-revision.png")
+
+    page.click("text=← r1")
+    page.click("text=Restore this revision…")
+    expect(page.locator("#content-main")).to_contain_text("What will change")
+    page.click("input[type=submit][value^='Yes, restore']")
+    expect(page.locator(".messagelist")).to_contain_text("Restored revision 1")
+    expect(page.locator("#id_instructions")).to_have_value(original)
+    front_desk.refresh_from_db()
+    assert front_desk.instructions == original
+    assert front_desk.revisions.order_by("-number").first().comment == "Restored revision 1"
+
+
+def test_dashboard_shows_a_calls_transcript(page: Any, finished_call: Call) -> None:
+    from playwright.sync_api import expect
+
+    page.goto("/dashboard/")
+    expect(page.locator("h1")).to_have_text("Live calls")
+    expect(page.locator("#feed-state")).to_have_attribute("data-state", "polling")  # no WebSocket on WSGI
+    expect(page.locator("table.grid").last).to_contain_text("+1415•••0123")
+    screenshot(page, "dashboard.png")
+
+    page.click(f"a[href='/dashboard/calls/{finished_call.pk}/']")
+    caller = page.locator(".vo-turn.vo-caller .vo-bubble")
+    agent = page.locator(".vo-turn.vo-agent .vo-bubble")
+    expect(caller).to_contain_text("move my appointment to Friday")
+    expect(agent.first).to_contain_text("Thanks for calling Acme Dental")
+    expect(page.locator(".vo-sys.vo-tool_call")).to_contain_text("lookup_appointment")
+    expect(agent.last.locator("time")).to_have_text("01:05")
+    # The caller's bubble sits left of the agent's.
+    assert caller.bounding_box()["x"] < agent.first.bounding_box()["x"]
+    screenshot(page, "dashboard-call.png")
+
+
+def test_live_call_updates_without_a_reload(page: Any, front_desk: Any) -> None:
+    from playwright.sync_api import expect
+
+    page.goto("/dashboard/")
+    expect(page.locator("#live-calls")).to_contain_text("No calls right now.")
+    call = make_call(
+        front_desk, sid="CAlive0001", status=Call.Status.IN_PROGRESS, duration_s=None, from_number="+447700900123"
+    )
+    expect(page.locator(f"tr[data-call-id='{call.pk}']")).to_contain_text("+4477•••0123", timeout=15_000)
+
+    page.click(f"tr[data-call-id='{call.pk}'] a")
+    expect(page.locator(".vo-transcript")).to_contain_text("No transcript yet.")
+    add_conversation(call)
+    expect(page.locator(".vo-turn.vo-caller")).to_contain_text("move my appointment", timeout=15_000)
+    expect(page.locator(".vo-transcript > li")).to_have_count(6)
+    expect(page.locator(".vo-sys.vo-error")).to_contain_text("upstream hiccup")
+
+    services.finish_call(call.pk, Call.EndReason.CALLER_HANGUP)
+    expect(page.locator("#call-status .status")).to_have_text("Completed", timeout=15_000)
+    expect(page.locator("#call-end-reason")).to_have_text("Caller hung up")
+    expect(page.locator("#feed-state")).to_have_attribute("data-state", "ended")
+
+
+def test_test_call_page_shows_the_command(page: Any, front_desk: Any) -> None:
+    from playwright.sync_api import expect
+
+    from calls.models import PhoneNumber
+
+    PhoneNumber.objects.create(number="+15550001111", label="Main", agent_config=front_desk)
+    page.goto("/dashboard/test-call/")
+    expect(page.locator("#command")).to_contain_text("manage.py simulate_call")
+    expect(page.locator("#command")).to_contain_text("+15550001111")
+    screenshot(page, "dashboard-test-call.png")
