@@ -146,8 +146,6 @@ async def _call_tool(spec: dict[str, Any], arguments_json: str, context: ToolCal
             connection = _PinnedHTTPSConnection(host, port, addresses, tls, deadline)
             status, content_type, raw = await asyncio.to_thread(connection.post, path, body.encode(), headers)
     except TimeoutError:
-        if connection is not None:
-            connection.abort()  # so the worker thread does not linger on a socket nobody waits for
         raise ToolError(f"the tool did not answer within {timeout_s:g} s") from None
     except ssl.SSLCertVerificationError:
         raise ToolError("the tool's TLS certificate could not be verified") from None
@@ -156,7 +154,12 @@ async def _call_tool(spec: dict[str, Any], arguments_json: str, context: ToolCal
     except http.client.HTTPException:
         raise ToolError("the tool sent an invalid HTTP response") from None
     except OSError:
-        raise ToolError("could not connect to the tool") from None
+        raise ToolError("the connection to the tool failed") from None
+    finally:
+        if connection is not None:
+            # After a timeout or cancellation (the call ended) the worker thread may still wait on the
+            # socket: unblock it now. After a normal exchange the socket is already closed; a no-op.
+            connection.abort()
     return status, _interpret_response(status, content_type, raw)
 
 

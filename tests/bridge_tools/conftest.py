@@ -165,6 +165,15 @@ def _handler_for(server_state: ToolServer) -> type[BaseHTTPRequestHandler]:
                 self._send(200, b'"' + b"x" * (70 * 1024) + b'"', "application/json")
             elif path == "/big-unsized":  # no Content-Length: the reader's own cap must stop it
                 self._send(200, b'"' + b"x" * (70 * 1024) + b'"', "application/json", length=False)
+            elif path == "/endless":  # never ends: only a reader that stops at the cap returns in time
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.end_headers()
+                try:
+                    while True:
+                        self.wfile.write(b"x" * 8192)
+                except OSError:
+                    pass  # the client hung up, as it should
             elif path == "/fail":
                 self._send(500, b'{"detail": "db at 10.0.0.7 down"}', "application/json")
             elif path == "/redirect":

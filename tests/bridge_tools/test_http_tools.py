@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import ipaddress
 import json
 import logging
 import socket
+import threading
 import time
 from typing import Any
 
@@ -242,9 +244,23 @@ async def test_timeout_covers_the_whole_request(tool_server, tool_settings) -> N
     assert len(tool_server.requests) == 1
 
 
-@pytest.mark.parametrize("path", ["/big", "/big-unsized"])
+@pytest.mark.parametrize("path", ["/big", "/big-unsized", "/endless"])
 async def test_oversized_response_is_refused(tool_server, tool_settings, path) -> None:
+    started = time.monotonic()
     assert await run(make_spec(tool_server.url(path))) == {"ok": False, "error": "response too large"}
+    assert time.monotonic() - started < 2.0  # stopped at the cap, not at the 5 s timeout
+
+
+async def test_timeout_covers_dns(tool_settings, monkeypatch) -> None:
+    async def slow_dns(host: str, port: int) -> list[tuple[socket.AddressFamily, tuple[Any, ...]]]:
+        await asyncio.sleep(3)
+        return [(socket.AF_INET, ("93.184.216.34", port))]
+
+    monkeypatch.setattr(tools, "resolve", slow_dns)
+    started = time.monotonic()
+    result = await run(make_spec("https://slow-dns.example.com/", timeout_s=0.5))
+    assert result == {"ok": False, "error": "the tool did not answer within 0.5 s"}
+    assert time.monotonic() - started < 1.5
 
 
 async def test_non_2xx_is_an_error_with_status_and_no_body(tool_server, tool_settings) -> None:
@@ -266,7 +282,7 @@ async def test_connection_refused(tool_settings) -> None:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]  # bound, never listening
         result = await run(make_spec(f"https://127.0.0.1:{port}/"))
-    assert result == {"ok": False, "error": "could not connect to the tool"}
+    assert result == {"ok": False, "error": "the connection to the tool failed"}
 
 
 async def test_unresolvable_host(tool_settings, monkeypatch) -> None:
@@ -424,3 +440,26 @@ async def test_one_log_line_per_call_without_arguments_or_secrets(
     logged = "\n".join(lines)
     assert "PRIVATE-ORDER-42" not in logged and "OTHER-PRIVATE-VALUE" not in logged
     assert "hush-hush-secret" not in logged
+
+
+async def test_cancellation_propagates_and_frees_the_worker_thread(tool_server, tool_settings, monkeypatch) -> None:
+    """When the call ends mid-tool the bridge cancels the task: that must not be turned into a result, and the
+    blocked worker thread must let go at once rather than when the slow server finally answers."""
+    worker_done = threading.Event()
+    original_post = tools._PinnedHTTPSConnection.post
+
+    def recording_post(self: Any, *args: Any) -> Any:
+        try:
+            return original_post(self, *args)
+        finally:
+            worker_done.set()
+
+    monkeypatch.setattr(tools._PinnedHTTPSConnection, "post", recording_post)
+    tool_server.slow_seconds = 4.0
+    spec = make_spec(tool_server.url("/slow"), timeout_s=10.0)
+    task = asyncio.create_task(run_http_tool(spec, '{"order_id": "A-1"}', CONTEXT))
+    await asyncio.sleep(0.3)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert await asyncio.to_thread(worker_done.wait, 1.5)
