@@ -135,7 +135,10 @@ async def _call_tool(spec: dict[str, Any], arguments_json: str, context: ToolCal
         ensure_ascii=False,
     )
     headers = _request_headers(spec, body)
-    tls = _tls_context(getattr(settings, "TOOL_CA_BUNDLE", "") or "")
+    try:
+        tls = _tls_context(getattr(settings, "TOOL_CA_BUNDLE", "") or "")
+    except (OSError, ssl.SSLError):
+        raise ToolError("the bridge's TLS trust store is misconfigured", log_reason="bad TOOL_CA_BUNDLE") from None
     allowed_private = {h.lower() for h in getattr(settings, "TOOL_ALLOWED_PRIVATE_HOSTS", []) or []}
 
     deadline = time.monotonic() + timeout_s
@@ -300,8 +303,8 @@ async def _verified_addresses(
             except ValueError:
                 raise ToolError("the tool's host resolved to an unusable address") from None
             if not is_public_address(address):
-                log.warning("tool host %s refused: resolves to non-public %s", host, address)
-                raise ToolError("the tool's host is not a public address")
+                # The model is not told which address; the operator's log line is.
+                raise ToolError("the tool's host is not a public address", log_reason=f"refused: {address}")
     # Keep order (the resolver's preference) but drop duplicates.
     return list(dict.fromkeys(addresses))
 

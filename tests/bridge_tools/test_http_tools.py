@@ -357,9 +357,18 @@ async def test_non_public_ip_literals_are_refused(tool_settings, host) -> None:
     assert await run(make_spec(f"https://{host}/latest/meta-data/")) == REFUSED
 
 
-async def test_hostname_resolving_to_a_private_address_is_refused(tool_settings, monkeypatch) -> None:
+async def test_hostname_resolving_to_a_private_address_is_refused(tool_settings, monkeypatch, caplog) -> None:
     monkeypatch.setattr(tools, "resolve", fake_resolver({"orders.example.com": ["10.0.0.5"]}))
-    assert await run(make_spec("https://orders.example.com/lookup")) == REFUSED
+    with caplog.at_level(logging.INFO, logger="bridge.tools"):
+        assert await run(make_spec("https://orders.example.com/lookup")) == REFUSED
+    [line] = [r.getMessage() for r in caplog.records if r.name == "bridge.tools"]
+    assert "refused: 10.0.0.5" in line  # the operator learns why; the model does not
+
+
+async def test_missing_ca_bundle_is_an_error_result(tool_server, tool_settings, tmp_path) -> None:
+    tool_settings.TOOL_CA_BUNDLE = str(tmp_path / "missing.pem")
+    result = await run(make_spec(tool_server.url("/echo")))
+    assert result == {"ok": False, "error": "the bridge's TLS trust store is misconfigured"}
 
 
 async def test_hostname_with_any_private_address_is_refused(tool_settings, monkeypatch) -> None:
