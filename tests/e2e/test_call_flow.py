@@ -1,0 +1,298 @@
+"""Whole calls through the real bridge (daphne subprocess on loopback) with Twilio played by the caller simulator
+and OpenAI by the Realtime simulator. Every client event the bridge sends is validated by the simulator against
+the `openai` package's own types; `sim.errors` must stay empty."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import time
+import urllib.request
+
+import pytest
+from websockets.asyncio.client import connect
+from websockets.exceptions import InvalidStatus
+
+from calls import stream_token
+from calls.models import AgentConfig, Call, CallEvent, Tool
+from calls.simulators import audio
+from calls.simulators.realtime_server import Reply, RealtimeSimulator, Script, ToolCall, agent_audio
+from calls.simulators.twilio_caller import (
+    MediaStreamCall,
+    compute_signature,
+    inbound_call_params,
+    parse_twiml,
+    run_inbound_call,
+    signed_webhook_post,
+)
+from tests.conftest import TWILIO_TOKEN
+from tests.servers import ServerProcess
+
+pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
+
+
+def wait_for(predicate, timeout_s: float = 10.0, interval_s: float = 0.05):  # noqa: ANN001, ANN201
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval_s)
+    raise AssertionError("condition not met in time")
+
+
+def appended_audio(session) -> bytes:  # noqa: ANN001
+    return b"".join(base64.b64decode(e["audio"]) for e in session.received if e["type"] == "input_audio_buffer.append")
+
+
+async def open_stream(bridge: ServerProcess, to: str = "+15005550006") -> tuple[dict[str, str], MediaStreamCall]:
+    params = inbound_call_params(to=to, from_="+14155550100")
+    status, body = await asyncio.to_thread(signed_webhook_post, bridge.http, "/twilio/voice", params, TWILIO_TOKEN)
+    assert status == 200, body
+    twiml = parse_twiml(body)
+    assert twiml.kind == "stream", body
+    call = MediaStreamCall(twiml.stream_url, parameters=twiml.parameters, auth_token=TWILIO_TOKEN,
+                           account_sid=params["AccountSid"], call_sid=params["CallSid"])
+    return params, call
+
+
+def stream_ended_twiml(bridge: ServerProcess, params: dict[str, str]):  # noqa: ANN201
+    status, body = signed_webhook_post(bridge.http, "/twilio/stream-ended", {**params, "CallStatus": "in-progress"},
+                                       TWILIO_TOKEN)
+    assert status == 200
+    return parse_twiml(body)
+
+
+async def test_a_call_round_trip_passes_audio_unchanged_and_stores_the_transcript(
+    bridge: ServerProcess, fresh_sim: RealtimeSimulator, agent: AgentConfig
+) -> None:
+    fresh_sim.script = Script(turns=[Reply("Hello, how can I help?", audio_ms=1200),
+                                     Reply("We open at eight.", audio_ms=1500)],
+                              transcripts=["When do you open?"])
+    sessions_before = fresh_sim.total_sessions
+    caller_audio = audio.utterance(900, seed=3) if hasattr(audio, "utterance") else audio.speech_like(900)
+    outcome = await run_inbound_call(bridge.http, to="+15005550006", from_="+14155550100", auth_token=TWILIO_TOKEN,
+                                     utterances=[caller_audio], reply_timeout=15)
+    result = outcome.call
+    assert result is not None and result.protocol_errors == []
+    session = fresh_sim.sessions[-1]
+    assert fresh_sim.total_sessions == sessions_before + 1
+    assert fresh_sim.errors == []
+    # GA protocol, bearer key, no beta header; session configured from the snapshot.
+    assert session.headers["authorization"] == "Bearer sk-simulated"
+    assert "openai-beta" not in session.headers
+    update = next(e for e in session.received if e["type"] == "session.update")["session"]
+    assert update["instructions"] == "You answer the phone."
+    assert update["audio"]["input"]["format"]["type"] == "audio/pcmu"
+    assert update["audio"]["output"]["format"]["type"] == "audio/pcmu"
+    # Agent audio reached "Twilio" byte for byte: the greeting, then the reply.
+    expected = agent_audio(1200, fresh_sim.pacing.pattern) + agent_audio(1500, fresh_sim.pacing.pattern)
+    assert bytes(result.agent_audio) == expected
+    # Caller audio reached OpenAI byte for byte (everything the caller sent, in order).
+    sent = appended_audio(session)
+    assert caller_audio in sent
+    assert len(sent) == result.media_frames_sent * 160
+    # The bridge stored the conversation (batched writes) and ended the call cleanly.
+    call = wait_for(lambda: Call.objects.filter(twilio_call_sid=result.call_sid, ended_at__isnull=False).first())
+    lines = wait_for(lambda: list(CallEvent.objects.filter(call=call, kind__in=["caller", "agent"])
+                                  .values_list("kind", "text")) if CallEvent.objects.filter(
+                                      call=call, kind="agent").count() >= 2 else None)
+    assert ("caller", "When do you open?") in lines
+    assert ("agent", "Hello, how can I help?") in lines and ("agent", "We open at eight.") in lines
+    assert call.end_reason == Call.EndReason.CALLER_HANGUP
+    assert call.status == Call.Status.COMPLETED
+    assert call.input_tokens > 0 and call.output_tokens > 0
+    assert call.stream_sid == result.stream_sid and call.started_at is not None
+
+
+async def test_barge_in_clears_twilio_and_truncates_at_what_the_caller_heard(
+    bridge: ServerProcess, fresh_sim: RealtimeSimulator, agent: AgentConfig
+) -> None:
+    fresh_sim.script = Script(turns=[Reply("A very long greeting " * 5, audio_ms=6000), Reply("Sure.", audio_ms=500)])
+    params, call = await open_stream(bridge)
+    async with call:
+        assert await call.wait_for_agent_audio(min_bytes=8 * 4000, timeout=10)  # generation runs ahead of playback
+        await asyncio.sleep(1.5)
+        heard_ms = call.played_bytes / 8
+        await call.say(audio.speech_like(700) + audio.silence(800))
+        await call.wait_for_reply(since_bytes=len(call.result.agent_audio), start_timeout=10, quiet_ms=500,
+                                  finish_timeout=10)
+    result = call.result
+    assert result.clears >= 1 and result.cleared_bytes > 0
+    session = fresh_sim.sessions[-1]
+    assert fresh_sim.errors == []
+    assert len(session.truncates) == 1
+    truncate = session.truncates[0]
+    assert truncate["content_index"] == 0
+    # What was heard, from marks: never more than the item's 6 s, and close to what was really played.
+    assert truncate["audio_end_ms"] < 6000
+    assert heard_ms - 250 <= truncate["audio_end_ms"] <= heard_ms + 600, (heard_ms, truncate)
+    call_row = await asyncio.to_thread(lambda: Call.objects.get(twilio_call_sid=params["CallSid"]))
+    await asyncio.to_thread(wait_for, lambda: CallEvent.objects.filter(call=call_row, kind="barge_in").exists())
+
+
+async def test_end_call_tool_ends_the_call_and_twilio_hangs_up(
+    bridge: ServerProcess, fresh_sim: RealtimeSimulator, agent: AgentConfig
+) -> None:
+    fresh_sim.script = Script(turns=[Reply("Hello.", audio_ms=400), Reply("Goodbye!", audio_ms=600),
+                                     ToolCall("end_call", {"reason": "caller is done"})])
+    params, call = await open_stream(bridge)
+    async with call:
+        await call.wait_for_reply(since_bytes=0, start_timeout=10, quiet_ms=400, finish_timeout=10)
+        await call.say(audio.speech_like(600) + audio.silence(800))
+        assert await call.wait_closed(15), "the bridge did not close the stream after end_call"
+    assert call.result.closed_by_server
+    assert fresh_sim.errors == []
+    row = await asyncio.to_thread(lambda: wait_for(
+        lambda: Call.objects.filter(twilio_call_sid=params["CallSid"], ended_at__isnull=False).first()))
+    assert row.end_reason == Call.EndReason.AGENT_ENDED
+    # The goodbye played before the hang-up.
+    assert bytes(call.result.agent_audio).endswith(agent_audio(600, fresh_sim.pacing.pattern))
+    after = await asyncio.to_thread(stream_ended_twiml, bridge, params)
+    assert after.verbs == ["Hangup"]
+
+
+async def test_transfer_call_dials_the_configured_number(
+    bridge: ServerProcess, fresh_sim: RealtimeSimulator, agent: AgentConfig
+) -> None:
+    fresh_sim.script = Script(turns=[Reply("Hello.", audio_ms=300), ToolCall("transfer_call", {"reason": "billing"})])
+    params, call = await open_stream(bridge)
+    async with call:
+        await call.say(audio.speech_like(600) + audio.silence(800))
+        assert await call.wait_closed(15)
+    after = await asyncio.to_thread(stream_ended_twiml, bridge, params)
+    assert "Dial" in after.verbs
+
+
+async def test_http_tool_round_trip(bridge: ServerProcess, fresh_sim: RealtimeSimulator, agent: AgentConfig,
+                                    tool_server) -> None:  # noqa: ANN001
+    tool = Tool.objects.create(
+        name="lookup_order", description="Look up an order.", url=tool_server.url("/echo"), timeout_s=3,
+        secret_header_name="X-Api-Key",
+        parameters={"type": "object", "properties": {"order": {"type": "string"}}, "required": ["order"]},
+    )
+    agent.tools.add(tool)
+    fresh_sim.script = Script(turns=[Reply("Hello.", audio_ms=300), ToolCall("lookup_order", {"order": "A-17"}),
+                                     Reply("Your order ships today.", audio_ms=500)])
+    params, call = await open_stream(bridge)
+    async with call:
+        await call.wait_for_reply(since_bytes=0, start_timeout=10, quiet_ms=300, finish_timeout=10)
+        before = len(call.result.agent_audio)
+        await call.say(audio.speech_like(600) + audio.silence(800))
+        await call.wait_for_reply(since_bytes=before, start_timeout=15, quiet_ms=400, finish_timeout=10)
+    session = fresh_sim.sessions[-1]
+    assert fresh_sim.errors == []
+    assert len(session.tool_outputs) == 1
+    output = json.loads(session.tool_outputs[0]["output"])
+    assert output["ok"] is True and output["result"]["received"]["arguments"] == {"order": "A-17"}
+    request = tool_server.requests[-1]
+    assert request.headers["X-Api-Key"] == "tool-secret-123"
+    assert "X-Voiceops-Signature" in request.headers
+    # After the output the bridge asked for the next response, and its audio reached the caller.
+    assert bytes(call.result.agent_audio).endswith(agent_audio(500, fresh_sim.pacing.pattern))
+    row = await asyncio.to_thread(Call.objects.get, twilio_call_sid=params["CallSid"])
+    await asyncio.to_thread(wait_for, lambda: CallEvent.objects.filter(call=row, kind="tool_result").exists())
+
+
+@pytest.mark.parametrize("case", ["missing", "forged", "expired", "other_call", "reused"])
+async def test_bad_stream_tokens_are_refused_before_any_upstream_session(
+    bridge: ServerProcess, fresh_sim: RealtimeSimulator, agent: AgentConfig, case: str
+) -> None:
+    params, call = await open_stream(bridge)
+    if case == "reused":
+        async with call:
+            await call.wait_for_agent_audio(timeout=10)
+        params_again = dict(call.parameters)
+        call = MediaStreamCall(call.stream_url, parameters=params_again, auth_token=TWILIO_TOKEN,
+                               account_sid=params["AccountSid"], call_sid=params["CallSid"])
+    elif case == "missing":
+        call.parameters.pop("token")
+    elif case == "forged":
+        call.parameters["token"] = call.parameters["token"][:-4] + "AAAA"
+    elif case == "expired":
+        call.parameters["token"] = await asyncio.to_thread(_expired_token, params["CallSid"])
+    elif case == "other_call":
+        call.parameters["token"] = stream_token.mint("CA" + "f" * 32, agent.pk)
+    sessions_before = fresh_sim.total_sessions
+    async with call:
+        assert await call.wait_closed(10)
+    assert call.result.close_code == 4401, (call.result.close_code, call.result.close_reason)
+    assert call.result.close_reason
+    assert call.result.agent_audio == bytearray()
+    await asyncio.sleep(0.3)
+    assert fresh_sim.total_sessions == sessions_before, "an upstream session was opened for a refused stream"
+
+
+def _expired_token(call_sid: str) -> str:
+    from unittest import mock
+
+    with mock.patch("django.core.signing.time.time", return_value=time.time() - 3600):
+        return stream_token.mint(call_sid, None)
+
+
+async def test_unsigned_websocket_handshake_is_refused(bridge: ServerProcess, agent: AgentConfig) -> None:
+    with pytest.raises(InvalidStatus):
+        async with connect(bridge.ws):
+            pass
+    bad = compute_signature(bridge.ws.replace("127.0.0.1", "evil.example"), {}, TWILIO_TOKEN)
+    with pytest.raises(InvalidStatus):
+        async with connect(bridge.ws, additional_headers={"X-Twilio-Signature": bad}):
+            pass
+
+
+async def test_malformed_twilio_frames_close_with_a_reason_and_the_bridge_lives_on(
+    bridge: ServerProcess, fresh_sim: RealtimeSimulator, agent: AgentConfig
+) -> None:
+    params, call = await open_stream(bridge)
+    async with call:
+        await call.wait_for_agent_audio(timeout=10)
+        assert call.ws is not None
+        await call.ws.send('{"event": "media", "media": {"payload": 12}}')
+        assert await call.wait_closed(10)
+    assert call.result.close_code == 4400 and call.result.close_reason
+    row = await asyncio.to_thread(lambda: wait_for(
+        lambda: Call.objects.filter(twilio_call_sid=params["CallSid"], ended_at__isnull=False).first()))
+    assert row.end_reason == Call.EndReason.PROTOCOL_ERROR
+    with urllib.request.urlopen(bridge.http + "/healthz", timeout=5) as response:
+        assert response.status == 200
+    # The upstream session of that call was closed too.
+    await asyncio.sleep(0.5)
+    assert fresh_sim.sessions[-1].ended.is_set()
+
+
+@pytest.mark.parametrize("fault", ["drop_after_first_response", "refuse_status", "server_error"])
+async def test_upstream_trouble_ends_the_call_with_an_apology(
+    bridge: ServerProcess, fresh_sim: RealtimeSimulator, agent: AgentConfig, fault: str
+) -> None:
+    if fault == "drop_after_first_response":
+        fresh_sim.faults.drop_after_first_response = True
+    elif fault == "refuse_status":
+        fresh_sim.faults.refuse_status = 500
+    else:
+        fresh_sim.faults.error_after_events = 3
+    params, call = await open_stream(bridge)
+    async with call:
+        assert await call.wait_closed(15), "the bridge kept a call with a broken upstream"
+    row = await asyncio.to_thread(lambda: wait_for(
+        lambda: Call.objects.filter(twilio_call_sid=params["CallSid"], ended_at__isnull=False).first()))
+    assert row.end_reason == Call.EndReason.UPSTREAM_ERROR
+    assert row.status == Call.Status.FAILED
+    after = await asyncio.to_thread(stream_ended_twiml, bridge, params)
+    assert after.verbs == ["Say", "Hangup"] and after.says[0]
+
+
+async def test_twilio_hang_up_closes_the_upstream_session_at_once(
+    bridge: ServerProcess, fresh_sim: RealtimeSimulator, agent: AgentConfig
+) -> None:
+    fresh_sim.script = Script(turns=[Reply("A long story " * 10, audio_ms=20000)])
+    params, call = await open_stream(bridge)
+    await call.connect()
+    await call.wait_for_agent_audio(timeout=10)
+    session = fresh_sim.sessions[-1]
+    assert call.ws is not None
+    await call.ws.close()  # the caller hangs up without a stop message
+    await asyncio.to_thread(wait_for, session.ended.is_set, 3)  # the simulator's own loop owns the event
+    row = await asyncio.to_thread(lambda: wait_for(
+        lambda: Call.objects.filter(twilio_call_sid=params["CallSid"], ended_at__isnull=False).first()))
+    assert row.end_reason == Call.EndReason.CALLER_HANGUP
