@@ -17,6 +17,8 @@ from django.shortcuts import get_object_or_404
 from django.template.loader import render_to_string
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
+from django.utils import timezone
+from django.utils.formats import date_format
 from django.utils.html import escape, format_html
 from django.utils.safestring import SafeString, mark_safe
 
@@ -449,9 +451,9 @@ class CallAdmin(admin.ModelAdmin):
     """Calls are history: viewable, never editable; deletable only with the delete permission."""
 
     list_display = (
-        "created_at",
+        "when",
         "caller",
-        "to_number",
+        "to",
         "agent_config",
         "status",
         "call_duration",
@@ -494,6 +496,14 @@ class CallAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
+
+    @admin.display(description="When", ordering="created_at")
+    def when(self, obj: Call) -> str:
+        return date_format(timezone.localtime(obj.created_at), "M j, H:i")
+
+    @admin.display(description="To", ordering="to_number")
+    def to(self, obj: Call) -> str:
+        return obj.to_number
 
     @admin.display(description="From", ordering="from_number")
     def caller(self, obj: Call) -> str:

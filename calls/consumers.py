@@ -56,9 +56,7 @@ class DashboardConsumer(AsyncJsonWebsocketConsumer):
         if self.group:
             await self.channel_layer.group_discard(self.group, self.channel_name)
 
-    async def receive(
-        self, text_data: str | None = None, bytes_data: bytes | None = None, **kwargs: Any
-    ) -> None:
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None, **kwargs: Any) -> None:
         """The feed is one-way: anything the browser sends (even non-JSON) is ignored."""
 
     async def call_update(self, message: dict[str, Any]) -> None:

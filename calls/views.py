@@ -28,9 +28,7 @@ def event_summary(kind: str, text: str, data: dict[str, Any]) -> str:
     """One line for a system event; tool calls often carry their name only in data."""
     if text:
         return text
-    parts = [
-        str(data[k]) for k in ("name", "arguments", "output", "error", "message", "digit") if data.get(k)
-    ]
+    parts = [str(data[k]) for k in ("name", "arguments", "output", "error", "message", "digit") if data.get(k)]
     return " · ".join(parts)
 
 
@@ -73,9 +71,7 @@ def call_summary(call: Call) -> dict[str, Any]:
 
 def _live_calls() -> list[Call]:
     return list(
-        Call.objects.filter(status__in=LIVE_STATUSES)
-        .select_related("agent_config")
-        .order_by("-created_at")[:100]
+        Call.objects.filter(status__in=LIVE_STATUSES).select_related("agent_config").order_by("-created_at")[:100]
     )
 
 
@@ -92,11 +88,7 @@ def index(request: HttpRequest) -> HttpResponse:
         tokens_out=Sum("output_tokens"),
     )
     day["tokens"] = (day.pop("tokens_in") or 0) + (day.pop("tokens_out") or 0)
-    recent = (
-        Call.objects.exclude(status__in=LIVE_STATUSES)
-        .select_related("agent_config")
-        .order_by("-created_at")[:10]
-    )
+    recent = Call.objects.exclude(status__in=LIVE_STATUSES).select_related("agent_config").order_by("-created_at")[:10]
     return render(
         request,
         "dashboard/index.html",
@@ -208,9 +200,12 @@ def simulate_call_options() -> set[str] | None:
 
 
 def simulate_call_command(number: str, options: set[str] | None) -> str:
+    """The exact command line; options the installed command lacks are left out."""
     parts = ["python", "manage.py", "simulate_call"]
     if number and (options is None or "--to" in options):
         parts += ["--to", number]
+    if options and "--out" in options:
+        parts += ["--out", "reply.wav"]
     return " ".join(parts)
 
 

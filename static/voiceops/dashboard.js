@@ -280,7 +280,12 @@
           append(ev);
         }
         if (message.call) showCall(message.call);
-        if (message.what === "ended") poll();  // picks up the final status and stops the feed
+        if (message.what === "ended") {
+          // Picks up the final status and stops the feed; again a moment later in case the
+          // bridge's database write lands after its live message.
+          poll();
+          setTimeout(poll, 1500);
+        }
       },
       onPoll: poll,
     }, 3000);

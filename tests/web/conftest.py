@@ -16,9 +16,7 @@ from tests.web.helpers import add_conversation, make_call
 def front_desk(db: Any) -> AgentConfig:
     config = AgentConfig.objects.create(
         name="Front desk",
-        instructions=(
-            "You are the front desk of Acme Dental.\nBe brief and friendly.\nNever give medical advice."
-        ),
+        instructions=("You are the front desk of Acme Dental.\nBe brief and friendly.\nNever give medical advice."),
         greeting="Thanks for calling Acme Dental, how can I help?",
         is_default=True,
     )
@@ -30,9 +28,7 @@ def front_desk(db: Any) -> AgentConfig:
 @pytest.fixture
 def editor(db: Any, django_user_model: Any) -> Any:
     """A staff member in the "Prompt editors" group created by migration 0002."""
-    user = django_user_model.objects.create_user(
-        "editor", "editor@example.com", "editor-pass-123", is_staff=True
-    )
+    user = django_user_model.objects.create_user("editor", "editor@example.com", "editor-pass-123", is_staff=True)
     user.groups.add(Group.objects.get(name="Prompt editors"))
     return user
 

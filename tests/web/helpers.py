@@ -35,9 +35,7 @@ def config_post_data(config: AgentConfig, **overrides: Any) -> dict[str, Any]:
 
 
 def new_config_data(name: str, **overrides: Any) -> dict[str, Any]:
-    return config_post_data(
-        AgentConfig(name=name, instructions="You answer the phone for Acme."), **overrides
-    )
+    return config_post_data(AgentConfig(name=name, instructions="You answer the phone for Acme."), **overrides)
 
 
 def make_call(

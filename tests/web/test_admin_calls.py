@@ -19,9 +19,9 @@ def test_list_masks_the_caller_and_shows_the_columns(admin_client, finished_call
     html = response.content.decode()
     assert "+1415•••0123" in html and "+14155550123" not in html
     for column in (
-        "created_at",
+        "when",
         "caller",
-        "to_number",
+        "to",
         "agent_config",
         "status",
         "call_duration",

@@ -176,9 +176,7 @@ def test_transfer_number_with_spaces_is_normalised(admin_client, front_desk):
 
 
 def test_transfer_tool_without_number_warns(admin_client, front_desk):
-    response = admin_client.post(
-        change_url(front_desk), config_post_data(front_desk, greeting="Hi!"), follow=True
-    )
+    response = admin_client.post(change_url(front_desk), config_post_data(front_desk, greeting="Hi!"), follow=True)
     assert "The transfer_call tool is enabled but there is no transfer number" in response.content.decode()
 
 

@@ -144,13 +144,9 @@ def test_number_is_saved_and_listed(admin_client, front_desk):
     assert "+15550001111" in listing and "Main line" in listing and "Front desk" in listing
 
 
-@pytest.mark.parametrize(
-    "number", ["5550001111", "+0555000111", "+1555abc1111", "+1234", "+1234567890123456"]
-)
+@pytest.mark.parametrize("number", ["5550001111", "+0555000111", "+1555abc1111", "+1234", "+1234567890123456"])
 def test_non_e164_numbers_are_refused(admin_client, front_desk, number):
-    response = admin_client.post(
-        reverse("admin:calls_phonenumber_add"), number_data(front_desk, number=number)
-    )
+    response = admin_client.post(reverse("admin:calls_phonenumber_add"), number_data(front_desk, number=number))
     assert response.status_code == 200
     assert "is not an E.164 number" in response.content.decode()
     assert not PhoneNumber.objects.exists()

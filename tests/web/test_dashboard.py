@@ -10,7 +10,7 @@ from django.utils import timezone
 
 from calls.models import AgentConfig, Call, PhoneNumber
 from calls.templatetags.voiceops import duration, mmss
-from calls.views import simulate_call_command
+from calls.views import simulate_call_command, simulate_call_options
 from tests.web.helpers import make_call
 
 pytestmark = pytest.mark.django_db
@@ -166,9 +166,7 @@ def test_tool_call_summary_comes_from_its_data(admin_client, finished_call):
 def test_test_call_page_shows_the_command_for_the_chosen_number(admin_client, front_desk):
     PhoneNumber.objects.create(number="+15550001111", label="Main", agent_config=front_desk)
     PhoneNumber.objects.create(number="+15550003333", label="Spare", agent_config=front_desk)
-    response = admin_client.get(
-        reverse("dashboard:test_call") + f"?config={front_desk.pk}&number=%2B15550003333"
-    )
+    response = admin_client.get(reverse("dashboard:test_call") + f"?config={front_desk.pk}&number=%2B15550003333")
     assert response.status_code == 200
     assert response.context["number"] == "+15550003333"
     assert "manage.py simulate_call" in response.context["command"]
@@ -186,9 +184,13 @@ def test_test_call_page_explains_a_config_without_a_number(admin_client, front_d
 
 
 def test_test_call_page_without_configs(admin_client, db):
-    assert (
-        "There is no agent config yet." in admin_client.get(reverse("dashboard:test_call")).content.decode()
-    )
+    assert "There is no agent config yet." in admin_client.get(reverse("dashboard:test_call")).content.decode()
+
+
+def test_simulate_call_options_are_read_from_the_installed_command():
+    options = simulate_call_options()
+    assert options is not None and "--to" in options
+    assert simulate_call_command("+15550001111", options).startswith("python manage.py simulate_call --to +15550001111")
 
 
 def test_simulate_call_command_uses_the_options_the_command_has():
@@ -196,6 +198,9 @@ def test_simulate_call_command_uses_the_options_the_command_has():
         "python manage.py simulate_call --to +15550001111"
     )
     assert simulate_call_command("+15550001111", {"--wav"}) == "python manage.py simulate_call"
+    assert (
+        simulate_call_command("+1555", {"--to", "--out"}) == "python manage.py simulate_call --to +1555 --out reply.wav"
+    )
     assert simulate_call_command("+15550001111", None) == "python manage.py simulate_call --to +15550001111"
 
 
