@@ -39,7 +39,7 @@ class DataStack(Stack):
         self.database = rds.DatabaseInstance(
             self,
             "Postgres",
-            engine=rds.DatabaseInstanceEngine.postgres(version=rds.PostgresEngineVersion.VER_17),
+            engine=rds.DatabaseInstanceEngine.postgres(version=rds.PostgresEngineVersion.VER_17_9),
             instance_type=ec2.InstanceType.of(
                 ec2.InstanceClass.T4G, ec2.InstanceSize.MEDIUM if settings.is_prod else ec2.InstanceSize.MICRO
             ),
@@ -65,11 +65,12 @@ class DataStack(Stack):
             auto_minor_version_upgrade=True,
             cloudwatch_logs_exports=["postgresql", "upgrade"],
             enable_performance_insights=True,
+            monitoring_interval=Duration.seconds(60),
             iam_authentication=True,
             parameter_group=rds.ParameterGroup(
                 self,
                 "Params",
-                engine=rds.DatabaseInstanceEngine.postgres(version=rds.PostgresEngineVersion.VER_17),
+                engine=rds.DatabaseInstanceEngine.postgres(version=rds.PostgresEngineVersion.VER_17_9),
                 parameters={"rds.force_ssl": "1", "log_min_duration_statement": "500"},
             ),
         )
@@ -121,7 +122,6 @@ class DataStack(Stack):
             security_group_ids=[sgs.redis.security_group_id],
             snapshot_retention_limit=1,
         )
-        self.redis.add_dependency(subnet_group)
         # TLS is on, so clients use rediss://.
         self.redis_url = f"rediss://{self.redis.attr_primary_end_point_address}:{REDIS_PORT}/0"
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from aws_cdk import RemovalPolicy, Stack
+from aws_cdk import CfnOutput, RemovalPolicy, Stack
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_logs as logs
 from constructs import Construct
@@ -137,6 +137,13 @@ class NetworkStack(Stack):
                 private_dns_enabled=True,
             )
 
+        # The deploy workflow runs the release task (migrate, collectstatic) with these.
+        CfnOutput(self, "ReleaseSecurityGroup", value=release.security_group_id)
+        CfnOutput(
+            self,
+            "ReleaseSubnets",
+            value=",".join(self.vpc.select_subnets(subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS).subnet_ids),
+        )
         acknowledge(
             alb, "EC23", "The public ALB must accept HTTPS from anywhere: Twilio's media streams and staff browsers."
         )

@@ -126,12 +126,6 @@ class WebStack(Stack):
         grant_static_files(task.task_role, self.settings)
         self.release_task = task
         CfnOutput(self, "ReleaseTaskFamily", value=task.family)
-        CfnOutput(self, "ReleaseSecurityGroup", value=self.sgs.release.security_group_id)
-        CfnOutput(
-            self,
-            "ReleaseSubnets",
-            value=",".join(cluster.vpc.select_subnets(subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS).subnet_ids),
-        )
 
     def _fargate(self, vpc: ec2.IVpc, cluster: ecs.ICluster, listener: elbv2.IApplicationListener) -> None:
         settings = self.settings

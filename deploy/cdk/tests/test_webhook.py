@@ -1,0 +1,61 @@
+"""API Gateway HTTP API ($default stage, custom domain) + Python 3.13 Lambda for /twilio/*."""
+
+from __future__ import annotations
+
+from conftest import Synth
+from helpers import only, resources, statements, text
+from voiceops_cdk.config import SECRET_NAMES
+
+
+def test_lambda_runtime_cost_cap_tracing_and_vpc(each: Synth) -> None:
+    template = each.template("webhook")
+    function = only(template, "AWS::Lambda::Function")["Properties"]
+    assert function["Runtime"] == "python3.13"
+    assert function["Handler"] == "lambda_entry.handler"
+    assert function["ReservedConcurrentExecutions"] == each.settings.webhook_reserved_concurrency
+    assert function["TracingConfig"] == {"Mode": "Active"}
+    assert function["VpcConfig"]["SubnetIds"]
+    env = function["Environment"]["Variables"]
+    assert env["AWS_LAMBDA_EXEC_WRAPPER"] == "/opt/otel-instrument"
+    assert "AWSOpenTelemetryDistroPython" in text(function["Layers"])
+    assert env["VOICEOPS_SSM_PREFIX"] == f"/voiceops/{each.settings.stage}/"
+    assert env["PUBLIC_WEBHOOK_BASE_URL"] == f"https://{each.settings.api_host}"
+    assert "webhook/" in text(function["Code"]) and "ReleaseTagValue" in text(function["Code"])
+
+
+def test_no_secret_in_the_lambda_environment_and_ssm_read_is_scoped(each: Synth) -> None:
+    template = each.template("webhook")
+    env = only(template, "AWS::Lambda::Function")["Properties"]["Environment"]["Variables"]
+    assert not set(SECRET_NAMES) & env.keys()
+    assert "DATABASE_URL" not in env and "DB_PASSWORD" not in env
+    found = text(statements(template))
+    assert "ssm:GetParametersByPath" in found
+    assert f"parameter/voiceops/{each.settings.stage}/*" in found
+
+
+def test_log_groups_have_retention(each: Synth) -> None:
+    for group in resources(each.template("webhook"), "AWS::Logs::LogGroup").values():
+        assert group["Properties"]["RetentionInDays"] > 0
+
+
+def test_http_api_default_stage_routes_and_custom_domain(each: Synth) -> None:
+    template = each.template("webhook")
+    api = only(template, "AWS::ApiGatewayV2::Api")["Properties"]
+    assert api["ProtocolType"] == "HTTP"
+    assert api["DisableExecuteApiEndpoint"] is True  # one public URL: the one Twilio signs
+    stage = only(template, "AWS::ApiGatewayV2::Stage")["Properties"]
+    assert stage["StageName"] == "$default" and stage["AutoDeploy"] is True
+    assert stage["AccessLogSettings"]["DestinationArn"]
+    routes = {r["Properties"]["RouteKey"] for r in resources(template, "AWS::ApiGatewayV2::Route").values()}
+    assert routes == {"POST /twilio/voice", "POST /twilio/status"}
+    domain = only(template, "AWS::ApiGatewayV2::DomainName")["Properties"]
+    assert domain["DomainName"] == each.settings.api_host
+    mapping = only(template, "AWS::ApiGatewayV2::ApiMapping")["Properties"]
+    assert "ApiMappingKey" not in mapping  # mapped at the root: no path prefix in the signed URL
+    outputs = template.to_json()["Outputs"]
+    assert outputs["TwilioVoiceWebhookUrl"]["Value"] == f"https://{each.settings.api_host}/twilio/voice"
+
+
+def test_dns_record_only_when_a_zone_is_given(dev: Synth, prod: Synth) -> None:
+    assert not resources(dev.template("webhook"), "AWS::Route53::RecordSet")
+    assert len(resources(prod.template("webhook"), "AWS::Route53::RecordSet")) == 1
