@@ -85,3 +85,18 @@ def add_conversation(call: Call) -> None:
             {"seq": 5, "kind": "error", "t_ms": 66_000, "text": "upstream hiccup"},
         ],
     )
+
+
+def logged_in_page(browser: Any, base_url: str, username: str = "admin", password: str = "password") -> Any:
+    """A new browser tab logged in to the admin; JavaScript errors collect in `page.js_errors`."""
+    context = browser.new_context(viewport={"width": 1280, "height": 900}, base_url=base_url)
+    context.set_default_timeout(10_000)
+    page = context.new_page()
+    page.js_errors = []
+    page.on("pageerror", lambda exc: page.js_errors.append(str(exc)))
+    page.goto("/admin/login/")
+    page.fill("#id_username", username)
+    page.fill("#id_password", password)
+    page.click("input[type=submit]")
+    page.wait_for_url("**/admin/")
+    return page

@@ -12,58 +12,20 @@ import pytest
 
 from calls import services
 from calls.models import Call
-from tests.web.helpers import add_conversation, make_call
+from tests.web.helpers import add_conversation, logged_in_page, make_call
 
-CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
 SCREENSHOTS = os.environ.get("VOICEOPS_SCREENSHOTS", "/tmp/voiceops-screenshots")  # never inside the repo
-LAUNCH_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    # Playwright's sync API keeps an event loop on this thread, which makes Django refuse ORM calls
-    # from the test body; the test really is synchronous, so allow them for these tests only.
-    previous = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
-    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "1"
-    try:
-        with sync_playwright() as playwright:
-            chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=LAUNCH_ARGS)
-            yield chromium
-            chromium.close()
-    finally:
-        if previous is None:
-            os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
-        else:
-            os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = previous
-
-
 @pytest.fixture
 def page(browser: Any, live_server: Any, admin_user: Any) -> Iterator[Any]:
-    """A logged-in admin's page."""
-    context = browser.new_context(viewport={"width": 1280, "height": 900}, base_url=live_server.url)
-    context.set_default_timeout(10_000)
-    tab = context.new_page()
-    errors: list[str] = []
-    tab.on("pageerror", lambda exc: errors.append(str(exc)))
-    tab.goto("/admin/login/")
-    tab.fill("#id_username", "admin")
-    tab.fill("#id_password", "password")
-    tab.click("input[type=submit]")
-    tab.wait_for_url("**/admin/")
+    """A logged-in admin's tab."""
+    tab = logged_in_page(browser, live_server.url)
     yield tab
-    context.close()
-    assert errors == [], f"JavaScript errors: {errors}"
+    tab.context.close()
+    assert tab.js_errors == [], f"JavaScript errors: {tab.js_errors}"
 
 
 def screenshot(page: Any, name: str) -> None:

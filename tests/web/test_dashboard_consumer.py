@@ -114,3 +114,33 @@ async def test_bad_call_id_is_refused(in_memory_layer, django_user_model):
     staff = await make_user(django_user_model, "staff", is_staff=True)
     connected, code = await communicator(staff, "?call=12;drop").connect()
     assert (connected, code) == (False, 4400)
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_session_cookie_authenticates_through_auth_middleware(in_memory_layer, django_user_model):
+    """The way voiceops.asgi mounts it: AuthMiddlewareStack reads the admin session cookie."""
+    from channels.auth import AuthMiddlewareStack
+    from channels.routing import URLRouter
+    from django.conf import settings
+    from django.test import Client
+    from django.urls import path
+
+    app = AuthMiddlewareStack(URLRouter([path("dashboard/live", DashboardConsumer.as_asgi())]))
+
+    async def session_cookie(user: Any) -> bytes:
+        client = Client()
+        await sync_to_async(client.force_login)(user)
+        return f"{settings.SESSION_COOKIE_NAME}={client.cookies[settings.SESSION_COOKIE_NAME].value}".encode()
+
+    staff = await make_user(django_user_model, "staff", is_staff=True)
+    comm = WebsocketCommunicator(app, "/dashboard/live", headers=[(b"cookie", await session_cookie(staff))])
+    assert (await comm.connect())[0]
+    await get_channel_layer().group_send("voiceops.calls", UPDATE)
+    assert (await comm.receive_json_from(timeout=2))["call_id"] == 12
+    await comm.disconnect()
+
+    customer = await make_user(django_user_model, "customer")
+    comm = WebsocketCommunicator(app, "/dashboard/live", headers=[(b"cookie", await session_cookie(customer))])
+    assert await comm.connect() == (False, 4403)
+    anonymous = WebsocketCommunicator(app, "/dashboard/live")
+    assert await anonymous.connect() == (False, 4403)
