@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from asgiref.sync import sync_to_async
+from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from channels.testing import WebsocketCommunicator
 from django.contrib.auth.models import AnonymousUser
@@ -40,7 +40,7 @@ def in_memory_layer():
 
 
 async def make_user(django_user_model: Any, name: str, **flags: Any) -> Any:
-    return await sync_to_async(django_user_model.objects.create_user)(name, password="pw-123456789", **flags)
+    return await database_sync_to_async(django_user_model.objects.create_user)(name, password="pw-123456789", **flags)
 
 
 def communicator(user: Any, query: str = "", origin: bytes | None = None) -> WebsocketCommunicator:
@@ -95,6 +95,7 @@ async def test_non_staff_and_anonymous_are_refused(in_memory_layer, django_user_
         comm = communicator(user)
         connected, code = await comm.connect()
         assert (connected, code) == (False, 4403)
+        await comm.disconnect()  # what the server does after a refused handshake; ends the app instance
 
 
 @pytest.mark.django_db(transaction=True)
@@ -102,8 +103,9 @@ async def test_other_origins_are_refused(in_memory_layer, django_user_model, set
     settings.ALLOWED_HOSTS = ["voiceops.example.com"]
     settings.DEBUG = False
     staff = await make_user(django_user_model, "staff", is_staff=True)
-    connected, code = await communicator(staff, origin=b"https://evil.example.net").connect()
-    assert (connected, code) == (False, 4403)
+    refused = communicator(staff, origin=b"https://evil.example.net")
+    assert await refused.connect() == (False, 4403)
+    await refused.disconnect()
     comm = communicator(staff, origin=b"https://voiceops.example.com")
     assert (await comm.connect())[0]
     await comm.disconnect()
@@ -112,8 +114,9 @@ async def test_other_origins_are_refused(in_memory_layer, django_user_model, set
 @pytest.mark.django_db(transaction=True)
 async def test_bad_call_id_is_refused(in_memory_layer, django_user_model):
     staff = await make_user(django_user_model, "staff", is_staff=True)
-    connected, code = await communicator(staff, "?call=12;drop").connect()
-    assert (connected, code) == (False, 4400)
+    refused = communicator(staff, "?call=12;drop")
+    assert await refused.connect() == (False, 4400)
+    await refused.disconnect()
 
 
 @pytest.mark.django_db(transaction=True)
@@ -129,7 +132,7 @@ async def test_session_cookie_authenticates_through_auth_middleware(in_memory_la
 
     async def session_cookie(user: Any) -> bytes:
         client = Client()
-        await sync_to_async(client.force_login)(user)
+        await database_sync_to_async(client.force_login)(user)
         return f"{settings.SESSION_COOKIE_NAME}={client.cookies[settings.SESSION_COOKIE_NAME].value}".encode()
 
     staff = await make_user(django_user_model, "staff", is_staff=True)
@@ -142,5 +145,7 @@ async def test_session_cookie_authenticates_through_auth_middleware(in_memory_la
     customer = await make_user(django_user_model, "customer")
     comm = WebsocketCommunicator(app, "/dashboard/live", headers=[(b"cookie", await session_cookie(customer))])
     assert await comm.connect() == (False, 4403)
+    await comm.disconnect()
     anonymous = WebsocketCommunicator(app, "/dashboard/live")
     assert await anonymous.connect() == (False, 4403)
+    await anonymous.disconnect()
