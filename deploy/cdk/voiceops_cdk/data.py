@@ -75,6 +75,12 @@ class DataStack(Stack):
             ),
         )
         self.db_secret = self.database.secret
+        acknowledge(
+            self.database,
+            "IAM4",
+            "Enhanced monitoring's role uses the AWS-managed policy RDS publishes for exactly this purpose.",
+            "Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AmazonRDSEnhancedMonitoringRole",
+        )
         assert self.db_secret is not None
         acknowledge(
             self.database.node.find_child("Secret"),

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Runs one command (migrate, collectstatic) once as a Fargate task from the release task definition with
+# IMAGE, waits for it, and fails unless it exited 0.
+#   CLUSTER=... FAMILY=... SUBNETS=a,b SG=sg-... IMAGE=repo:tag deploy/run_release_task.sh python manage.py migrate --noinput
+set -euo pipefail
+: "${CLUSTER:?}" "${FAMILY:?}" "${SUBNETS:?}" "${SG:?}" "${IMAGE:?}"
+[ "$#" -gt 0 ] || { echo "usage: $0 COMMAND..."; exit 2; }
+
+aws ecs describe-task-definition --task-definition "$FAMILY" --query taskDefinition --output json \
+  | jq --arg i "$IMAGE" '
+      .containerDefinitions |= map(if .name == "release" then .image = $i else . end)
+      | del(.taskDefinitionArn, .revision, .status, .requiresAttributes, .compatibilities,
+            .registeredAt, .registeredBy, .deregisteredAt)' >"${RUNNER_TEMP:-/tmp}/taskdef-release.json"
+taskdef="$(aws ecs register-task-definition --cli-input-json "file://${RUNNER_TEMP:-/tmp}/taskdef-release.json" \
+  --query taskDefinition.taskDefinitionArn --output text)"
+overrides="$(jq -cn --args '{containerOverrides: [{name: "release", command: $ARGS.positional}]}' "$@")"
+network="awsvpcConfiguration={subnets=[${SUBNETS}],securityGroups=[${SG}],assignPublicIp=DISABLED}"
+task="$(aws ecs run-task --cluster "$CLUSTER" --launch-type FARGATE --task-definition "$taskdef" \
+  --network-configuration "$network" --overrides "$overrides" --started-by "release-${GITHUB_RUN_ID:-manual}" \
+  --query 'tasks[0].taskArn' --output text)"
+echo "release task $task: $*"
+aws ecs wait tasks-stopped --cluster "$CLUSTER" --tasks "$task"
+code="$(aws ecs describe-tasks --cluster "$CLUSTER" --tasks "$task" \
+  --query 'tasks[0].containers[?name==`release`].exitCode | [0]' --output text)"
+echo "release task exited with $code"
+[ "$code" = 0 ]
