@@ -65,17 +65,18 @@ synth() {  # synth OUTDIR CONTEXT...
   local out="$1"
   shift
   local args=()
+  rm -rf "$out"
   for kv in "$@"; do args+=(-c "$kv"); done
   (cd "$cdk_dir" && "$cdk_cli" synth --quiet --no-notices --no-version-reporting --output "$out" \
     --app "$bin/python app.py" "${args[@]}" >/dev/null)
 }
 templates=()
 if [ -x "$cdk_cli" ]; then
-  run "cdk synth (stage=dev, web_platform=fargate)" synth "$cdk_dir/cdk.out" stage=dev web_platform=fargate
-  run "cdk synth (stage=prod, web_platform=apprunner)" synth "$cdk_dir/cdk.out.prod-apprunner" \
+  run "cdk synth (stage=dev, web_platform=fargate)" synth "$cdk_dir/cdk.out/dev-fargate" stage=dev web_platform=fargate
+  run "cdk synth (stage=prod, web_platform=apprunner)" synth "$cdk_dir/cdk.out/prod-apprunner" \
     stage=prod web_platform=apprunner domain=voice.example.com
   shopt -s nullglob
-  templates=("$cdk_dir"/cdk.out/*.template.json "$cdk_dir"/cdk.out.prod-apprunner/*.template.json)
+  templates=("$cdk_dir"/cdk.out/dev-fargate/*.template.json "$cdk_dir"/cdk.out/prod-apprunner/*.template.json)
   shopt -u nullglob
 else
   echo "verify: the aws-cdk CLI is missing (npm unavailable?): cdk synth, cfn-lint and checkov NOT run"
@@ -87,7 +88,7 @@ if [ "${#templates[@]}" -gt 0 ]; then
   run "cfn-lint on ${#templates[@]} templates" "$bin/cfn-lint" --config-file "$here/.cfnlintrc.yaml" -- "${templates[@]}"
   checkov_run() {
     local dir
-    for dir in "$cdk_dir/cdk.out" "$cdk_dir/cdk.out.prod-apprunner"; do
+    for dir in "$cdk_dir/cdk.out/dev-fargate" "$cdk_dir/cdk.out/prod-apprunner"; do
       "$cache/checkov-venv/bin/checkov" --quiet --compact --framework cloudformation \
         --config-file "$here/.checkov.yaml" --directory "$dir" || return 1
     done
