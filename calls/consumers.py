@@ -5,11 +5,13 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
 from django.http.request import split_domain_port, validate_host
 
 ALL_CALLS_GROUP = "voiceops.calls"
+VIEW_CALLS = "calls.view_call"
 FORBIDDEN = 4403
 BAD_REQUEST = 4400
 
@@ -27,6 +29,9 @@ class DashboardConsumer(AsyncJsonWebsocketConsumer):
         user = self.scope.get("user")
         if not (user is not None and user.is_authenticated and user.is_active and user.is_staff):
             await self.close(code=FORBIDDEN)
+            return
+        if not await database_sync_to_async(user.has_perm)(VIEW_CALLS):
+            await self.close(code=FORBIDDEN)  # the same permission the dashboard pages need
             return
         if not self._same_origin():
             # The session cookie rides along on cross-site WebSocket handshakes: refuse other origins.

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import timedelta
+from functools import wraps
 from typing import Any
 
 from django.contrib.admin.views.decorators import staff_member_required
+from django.core.exceptions import PermissionDenied
 from django.core.management import get_commands, load_command_class
 from django.core.paginator import Paginator
 from django.db.models import Avg, Count, Q, Sum
@@ -69,13 +71,29 @@ def call_summary(call: Call) -> dict[str, Any]:
     }
 
 
+VIEW_CALLS = "calls.view_call"
+
+
+def dashboard_view(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+    """Staff only (others go to the admin login), and only those allowed to see calls in the admin too:
+    transcripts carry callers' personal data."""
+
+    @wraps(view)
+    def guarded(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        if not request.user.has_perm(VIEW_CALLS):
+            raise PermissionDenied("Viewing calls needs the “Can view call” permission.")
+        return view(request, *args, **kwargs)
+
+    return staff_member_required(guarded)
+
+
 def _live_calls() -> list[Call]:
     return list(
         Call.objects.filter(status__in=LIVE_STATUSES).select_related("agent_config").order_by("-created_at")[:100]
     )
 
 
-@staff_member_required
+@dashboard_view
 @require_GET
 def index(request: HttpRequest) -> HttpResponse:
     since = timezone.now() - timedelta(hours=24)
@@ -101,14 +119,14 @@ def index(request: HttpRequest) -> HttpResponse:
     )
 
 
-@staff_member_required
+@dashboard_view
 @require_GET
 def live_calls_partial(request: HttpRequest) -> HttpResponse:
     """The live-calls table alone: the page swaps it in on a live event or a poll."""
     return render(request, "dashboard/_live_calls.html", {"live_calls": _live_calls()})
 
 
-@staff_member_required
+@dashboard_view
 @require_GET
 def history(request: HttpRequest) -> HttpResponse:
     form = CallFilterForm(request.GET or None)
@@ -150,7 +168,7 @@ def history(request: HttpRequest) -> HttpResponse:
     )
 
 
-@staff_member_required
+@dashboard_view
 @require_GET
 def call_detail(request: HttpRequest, pk: int) -> HttpResponse:
     call = get_object_or_404(Call.objects.select_related("agent_config"), pk=pk)
@@ -173,7 +191,7 @@ def call_detail(request: HttpRequest, pk: int) -> HttpResponse:
     )
 
 
-@staff_member_required
+@dashboard_view
 @require_GET
 def call_events(request: HttpRequest, pk: int) -> JsonResponse:
     """The polling fallback of the live transcript: the call and its events after `after`."""
@@ -209,7 +227,7 @@ def simulate_call_command(number: str, options: set[str] | None) -> str:
     return " ".join(parts)
 
 
-@staff_member_required
+@dashboard_view
 @require_GET
 def test_call(request: HttpRequest) -> HttpResponse:
     configs = list(AgentConfig.objects.prefetch_related("phone_numbers").order_by("-is_default", "name"))

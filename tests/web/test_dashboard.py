@@ -28,6 +28,14 @@ def test_pages_need_a_staff_login(client, django_user_model, name):
     assert response.status_code == 302 and response["Location"].startswith("/admin/login/")
 
 
+@pytest.mark.parametrize("name", PAGES)
+def test_pages_need_the_view_call_permission(client, django_user_model, editor, name):
+    client.force_login(django_user_model.objects.create_user("intern", password="pw-123456789", is_staff=True))
+    assert client.get(reverse(name)).status_code == 403
+    client.force_login(editor)  # prompt editors may view calls
+    assert client.get(reverse(name)).status_code == 200
+
+
 def test_call_pages_need_a_staff_login(client, finished_call):
     for url in (
         reverse("dashboard:call", args=[finished_call.pk]),

@@ -8,7 +8,7 @@ import pytest
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from channels.testing import WebsocketCommunicator
-from django.contrib.auth.models import AnonymousUser
+from django.contrib.auth.models import AnonymousUser, Permission
 from django.test import override_settings
 
 from calls.consumers import DashboardConsumer
@@ -39,8 +39,15 @@ def in_memory_layer():
         yield
 
 
-async def make_user(django_user_model: Any, name: str, **flags: Any) -> Any:
-    return await database_sync_to_async(django_user_model.objects.create_user)(name, password="pw-123456789", **flags)
+def _create_user(django_user_model: Any, name: str, can_view_calls: bool, **flags: Any) -> Any:
+    user = django_user_model.objects.create_user(name, password="pw-123456789", **flags)
+    if can_view_calls:
+        user.user_permissions.add(Permission.objects.get(codename="view_call"))
+    return django_user_model.objects.get(pk=user.pk)  # fresh: no stale permission cache
+
+
+async def make_user(django_user_model: Any, name: str, can_view_calls: bool = True, **flags: Any) -> Any:
+    return await database_sync_to_async(_create_user)(django_user_model, name, can_view_calls, **flags)
 
 
 def communicator(user: Any, query: str = "", origin: bytes | None = None) -> WebsocketCommunicator:
@@ -96,6 +103,14 @@ async def test_non_staff_and_anonymous_are_refused(in_memory_layer, django_user_
         connected, code = await comm.connect()
         assert (connected, code) == (False, 4403)
         await comm.disconnect()  # what the server does after a refused handshake; ends the app instance
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_staff_without_the_view_call_permission_is_refused(in_memory_layer, django_user_model):
+    staff = await make_user(django_user_model, "staff", can_view_calls=False, is_staff=True)
+    comm = communicator(staff)
+    assert await comm.connect() == (False, 4403)
+    await comm.disconnect()
 
 
 @pytest.mark.django_db(transaction=True)
