@@ -10,7 +10,7 @@ from typing import Any
 
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.db.models import Count, QuerySet
+from django.db.models import Count, OuterRef, QuerySet, Subquery
 from django.forms import ModelForm
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
@@ -153,7 +153,7 @@ def build_field_diffs(old: dict[str, Any] | None, new: dict[str, Any]) -> list[d
 @admin.register(AgentConfig)
 class AgentConfigAdmin(admin.ModelAdmin):
     form = AgentConfigAdminForm
-    list_display = ("name", "voice", "model", "is_active", "is_default", "number_count", "updated_at")
+    list_display = ("name", "voice", "model", "is_active", "is_default", "number_count", "last_edited")
     list_display_links = ("name",)
     list_filter = ("is_active", "is_default", "voice", "turn_detection")
     search_fields = ("name", "instructions", "greeting")
@@ -206,7 +206,21 @@ class AgentConfigAdmin(admin.ModelAdmin):
         return fieldsets
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[AgentConfig]:
-        return super().get_queryset(request).annotate(number_count=Count("phone_numbers", distinct=True))
+        latest = AgentConfigRevision.objects.filter(config=OuterRef("pk")).order_by("-number")
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(
+                number_count=Count("phone_numbers", distinct=True),
+                last_editor=Subquery(latest.values("author__username")[:1]),
+            )
+        )
+
+    @admin.display(description="Last edited", ordering="updated_at")
+    def last_edited(self, obj: AgentConfig) -> str:
+        when = date_format(timezone.localtime(obj.updated_at), "M j, H:i")
+        editor = getattr(obj, "last_editor", None)
+        return f"{when} by {editor}" if editor else when
 
     @admin.display(description="Numbers", ordering="number_count")
     def number_count(self, obj: AgentConfig) -> int:

@@ -29,7 +29,7 @@ def test_changelist_shows_voice_model_default_and_number_count(admin_client, fro
     assert row.number_count == 2
     html = response.content.decode()
     assert "Front desk" in html and "marin" in html and "gpt-realtime" in html
-    assert "column-number_count" in html and "column-updated_at" in html
+    assert "column-number_count" in html and "column-last_edited" in html
 
 
 def test_change_page_has_fieldsets_preview_and_revision_history(admin_client, front_desk):
@@ -85,6 +85,12 @@ def test_preview_survives_a_broken_session_builder(admin_client, front_desk, mon
     response = admin_client.get(change_url(front_desk))
     assert response.status_code == 200
     assert "Building the session.update event failed" in response.content.decode()
+
+
+def test_changelist_says_who_edited_last(admin_client, front_desk):
+    admin_client.post(change_url(front_desk), config_post_data(front_desk, greeting="Hi there"))
+    row = admin_client.get(reverse("admin:calls_agentconfig_changelist")).context["cl"].result_list[0]
+    assert row.last_editor == "admin"
 
 
 def test_add_records_the_first_revision_with_author(admin_client, admin_user):
