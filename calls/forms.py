@@ -121,7 +121,14 @@ class ToolAdminForm(forms.ModelForm):
         '{"type": "string"}}, "required": ["order_id"]}.',
     )
     # https is assumed when the scheme is left out; an explicit http:// is refused by the model's validator.
-    url = forms.URLField(assume_scheme="https", required=False, label="URL", max_length=200)
+    url = forms.URLField(
+        assume_scheme="https",
+        required=False,
+        label="URL",
+        max_length=200,
+        widget=forms.URLInput(attrs={"class": "vURLField vo-wide", "placeholder": "https://api.example.com/…"}),
+        help_text="Where the bridge POSTs the arguments as JSON. https only.",
+    )
 
     class Meta:
         model = Tool
@@ -136,6 +143,11 @@ class ToolAdminForm(forms.ModelForm):
             "is_active",
         ]
         widgets = {"description": forms.Textarea(attrs={"rows": 3, "class": "vLargeTextField"})}
+        labels = {"timeout_s": "Timeout (seconds)", "is_active": "Active"}
+        help_texts = {
+            # The model's text names TOOL_SECRET_<NAME>, which the admin would render as a tag.
+            "secret_header_name": "An HTTP header name, e.g. X-Api-Key. Empty when the endpoint needs no secret.",
+        }
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
