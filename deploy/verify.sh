@@ -102,7 +102,8 @@ run "actionlint" "$bin/actionlint" -color=false "$repo"/.github/workflows/*.yml
 run "zappa settings are valid JSON for the webhook slice" "$bin/python" - "$here/zappa_settings.json" <<'PY'
 import json, sys
 settings = json.load(open(sys.argv[1]))
-for stage, conf in settings.items():
+for stage, own in settings.items():
+    conf = {**settings.get(own.get("extends", ""), {}), **own}
     assert conf["app_function"] == "zappa_wsgi.application", stage
     assert conf["runtime"].startswith("python3."), stage
     env = conf.get("environment_variables", {})
