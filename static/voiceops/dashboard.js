@@ -162,12 +162,12 @@
     var feed = new LiveFeed("", {
       onMessage: function (message) {
         var ev = message.event;
-        if (message.what === "event" && ev && (ev.kind === "caller" || ev.kind === "agent") && ev.text) {
+        if (ev && (ev.kind === "caller" || ev.kind === "agent") && ev.text) {
           lastLines[message.call_id] = (ev.kind === "caller" ? "Caller: " : "Agent: ") + ev.text;
-          var row = container.querySelector('tr[data-call-id="' + message.call_id + '"]');
-          if (row) { applyLastLines(); return; }
         }
-        if (message.what !== "event") refreshSoon();
+        var row = container.querySelector('tr[data-call-id="' + Number(message.call_id) + '"]');
+        if (message.what === "event" && row) { applyLastLines(); return; }
+        refreshSoon();  // a call started or ended, or one we have not listed yet
       },
       onPoll: refresh,
     }, 5000);
