@@ -18,9 +18,11 @@ escaping, and `bridge.twilio_media.parse` has already checked the payload's shap
 
 Server events: `parse_server_event(text)` does one `json.loads` and returns a `ServerEvent(type, data)` with
 the raw dict; `response.output_audio.delta` comes back as `AudioDelta`, a `ServerEvent` that also carries
-`delta` (base64 μ-law, to forward untouched with `twilio_media.media_message`), `item_id` and `response_id`.
-Malformed JSON, a non-object, or a missing `type` raise `ProtocolError` (the same class as
-`bridge.twilio_media.ProtocolError`).
+`delta` (base64 μ-law, to forward untouched with `twilio_media.media_message`), `item_id` and `response_id`
+(`""` if absent). The delta's alphabet is checked, since it is spliced unescaped into Twilio's JSON.
+Malformed JSON, a non-object, a missing `type`, or an audio delta without a base64 `delta` or an `item_id`
+raise `ProtocolError` (the same class as `bridge.twilio_media.ProtocolError`). Other events are not
+validated beyond `type`: handlers read `data` defensively.
 """
 
 from __future__ import annotations

@@ -1,0 +1,137 @@
+"""Micro-benchmark of the bridge's per-frame codec work (one core, no sockets).
+
+    .venv/bin/python -m bridge.benchmarks.codec_bench [--seconds 1.0]
+
+Measures the two hot paths exactly as the consumer runs them, codec work only:
+  inbound   Twilio media frame  -> twilio_media.parse -> realtime_events.append_audio
+  outbound  OpenAI audio delta  -> realtime_events.parse_server_event -> twilio_media.media_message
+            (+ the playback mark: b64_audio_len, PlaybackTracker.on_audio_sent, mark_message)
+and prints frames per second and the implied calls per core for this work alone, at 100 messages per call
+per second (50 each way, 20 ms frames). Socket I/O, TLS and the event loop cost far more; this is a floor.
+If orjson or ujson is importable, it also prints what their `loads` would save on the inbound parse.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import importlib
+import json
+import os
+import sys
+import time
+from collections.abc import Callable, Iterator
+
+from bridge import realtime_events as rt
+from bridge import twilio_media as tw
+from bridge.playback import PlaybackTracker
+
+MESSAGES_PER_CALL_PER_S = 100  # 50 inbound + 50 outbound frames of 20 ms
+STREAM_SID = "MZ" + "0123456789abcdef" * 2
+
+
+def twilio_media_frame(chunk: int, nbytes: int = 160) -> str:
+    payload = base64.b64encode(os.urandom(nbytes)).decode()
+    return json.dumps({
+        "event": "media", "sequenceNumber": str(chunk + 2), "streamSid": STREAM_SID,
+        "media": {"track": "inbound", "chunk": str(chunk), "timestamp": str(chunk * 20), "payload": payload},
+    })
+
+
+def openai_delta(nbytes: int) -> str:
+    return json.dumps({
+        "type": "response.output_audio.delta", "event_id": "event_CJ3lHwXNoMLsd0aZ7zcqP", "response_id":
+        "resp_CJ3lHkGc0ZlJ4LqVYUs8d", "item_id": "item_CJ3lHnS7UZ6cZJp0YbW1x", "output_index": 0,
+        "content_index": 0, "delta": base64.b64encode(os.urandom(nbytes)).decode(),
+    })
+
+
+def rate(step: Callable[[], object], seconds: float) -> float:
+    """Calls per second of `step`, best of a few timed rounds (the least disturbed one)."""
+    batch = 1000
+    best = 0.0
+    deadline = time.perf_counter() + seconds
+    while True:
+        start = time.perf_counter()
+        for _ in range(batch):
+            step()
+        elapsed = time.perf_counter() - start
+        best = max(best, batch / elapsed)
+        if time.perf_counter() >= deadline:
+            return best
+
+
+def out(line: str = "") -> None:
+    print(line)  # noqa: T201 - printing the figures is this script's whole job
+
+
+def report(label: str, per_second: float) -> None:
+    out(f"  {label:<66} {per_second:>11,.0f} frames/s  {1e6 / per_second:6.2f} µs/frame")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--seconds", type=float, default=1.0, help="timing per measurement (default 1.0)")
+    args = parser.parse_args(argv)
+    seconds = args.seconds
+
+    frames = [twilio_media_frame(i) for i in range(64)]
+    frame_iter = iter(range(1 << 62))
+
+    def inbound() -> str:
+        message = tw.parse(frames[next(frame_iter) & 63])
+        return rt.append_audio(message.payload_b64)
+
+    out(f"Python {sys.version.split()[0]}; stdlib json; {seconds:.1f} s per measurement\n")
+    out("Inbound (Twilio -> OpenAI), 20 ms frames:")
+    inbound_rate = rate(inbound, seconds)
+    report("parse(media) + append_audio", inbound_rate)
+
+    out("\nOutbound (OpenAI -> Twilio):")
+    outbound_rates = {}
+    for nbytes in (160, 800, 4800):
+        deltas = [openai_delta(nbytes) for _ in range(16)]
+        tracker = PlaybackTracker()
+        counter = iter(range(1 << 62))
+
+        def outbound(deltas: list[str] = deltas, counter: Iterator[int] = counter) -> str:
+            event = rt.parse_server_event(deltas[next(counter) & 15])
+            return tw.media_message(STREAM_SID, event.delta)
+
+        def outbound_with_mark(
+            deltas: list[str] = deltas, tracker: PlaybackTracker = tracker, counter: Iterator[int] = counter
+        ) -> str:
+            event = rt.parse_server_event(deltas[next(counter) & 15])
+            mark = tracker.on_audio_sent(event.item_id, tw.b64_audio_len(event.delta))
+            tw.media_message(STREAM_SID, event.delta)
+            tracker.on_mark(mark)  # the echo Twilio sends back later (same count per frame; keeps memory flat)
+            return tw.mark_message(STREAM_SID, mark)
+
+        ms = nbytes // tw.MULAW_BYTES_PER_MS
+        outbound_rates[nbytes] = rate(outbound, seconds)
+        report(f"parse_server_event(delta {ms} ms) + media_message", outbound_rates[nbytes])
+        report("  ... + b64_audio_len + on_audio_sent + mark_message + on_mark", rate(outbound_with_mark, seconds))
+
+    # Per call per second: 50 inbound frames and 50 outbound 20 ms deltas (the brief's 100 messages).
+    per_call_s = 50 / inbound_rate + 50 / outbound_rates[160]
+    pair_rate = MESSAGES_PER_CALL_PER_S / per_call_s
+    out(f"\nMixed 50/50 rate: {pair_rate:,.0f} messages/s -> about {pair_rate / MESSAGES_PER_CALL_PER_S:,.0f} "
+          f"concurrent calls per core for this codec work alone ({MESSAGES_PER_CALL_PER_S} msgs/call/s);")
+    out(f"codec share of one core at 400 calls: {400 * per_call_s:.1%}")
+
+    alternatives = []
+    for name in ("orjson", "ujson"):
+        try:
+            alternatives.append((name, importlib.import_module(name).loads))
+        except ImportError:
+            continue
+    if alternatives:
+        out("\njson.loads alone on a Twilio media frame, for comparison (not used by the bridge):")
+        frame = frames[0]
+        report("json.loads", rate(lambda: json.loads(frame), seconds))
+        for name, loads in alternatives:
+            report(f"{name}.loads", rate(lambda loads=loads: loads(frame), seconds))
+
+
+if __name__ == "__main__":
+    main()
