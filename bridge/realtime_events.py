@@ -76,7 +76,14 @@ def session_update(snapshot: dict[str, Any]) -> dict[str, Any]:
     if snapshot.get("transcription_model"):
         audio_input["transcription"] = {"model": snapshot["transcription_model"]}
     if "turn_detection" in snapshot:
-        audio_input["turn_detection"] = _turn_detection(snapshot["turn_detection"])
+        turn_detection = snapshot["turn_detection"]
+        if turn_detection is None:
+            audio_input["turn_detection"] = None  # VAD off: the bridge would have to ask for every response
+        elif isinstance(turn_detection, dict) and turn_detection.get("type") in _TURN_DETECTION_KEYS:
+            keys = _TURN_DETECTION_KEYS[turn_detection["type"]]
+            audio_input["turn_detection"] = {k: turn_detection[k] for k in keys if turn_detection.get(k) is not None}
+        # Anything else (validated configs never have it) is left out: the server's default VAD keeps the
+        # call working, where raising here would leave the caller in silence.
     if snapshot.get("noise_reduction"):
         audio_input["noise_reduction"] = {"type": snapshot["noise_reduction"]}
 
@@ -92,20 +99,11 @@ def session_update(snapshot: dict[str, Any]) -> dict[str, Any]:
     session["output_modalities"] = ["audio"]
     session["instructions"] = snapshot.get("instructions") or ""
     session["audio"] = {"input": audio_input, "output": audio_output}
-    session["tools"] = [_function_tool(tool) for tool in snapshot.get("tools") or ()]
+    session["tools"] = [_function_tool(tool) for tool in snapshot.get("tools") or () if tool.get("name")]
     session["tool_choice"] = "auto"
     if snapshot.get("max_output_tokens") is not None:
         session["max_output_tokens"] = snapshot["max_output_tokens"]
     return {"type": "session.update", "session": session}
-
-
-def _turn_detection(config: dict[str, Any] | None) -> dict[str, Any] | None:
-    if config is None:
-        return None  # null turns VAD off: the bridge would then have to ask for every response itself
-    keys = _TURN_DETECTION_KEYS.get(config.get("type", ""), ())
-    if not keys:
-        raise ValueError(f"unsupported turn_detection type {config.get('type')!r}")
-    return {key: config[key] for key in keys if config.get(key) is not None}
 
 
 def _function_tool(tool: dict[str, Any]) -> dict[str, Any]:

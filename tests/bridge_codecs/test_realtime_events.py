@@ -114,8 +114,10 @@ def test_session_update_turn_detection_off_and_unknown_mode():
     event = rt.session_update(snapshot(turn_detection=None))
     validate_client_event(event)
     assert event["session"]["audio"]["input"]["turn_detection"] is None
-    with pytest.raises(ValueError, match="turn_detection"):
-        rt.session_update(snapshot(turn_detection={"type": "push_to_talk"}))
+    for unusable in ({"type": "push_to_talk"}, {}, "server_vad"):
+        event = rt.session_update(snapshot(turn_detection=unusable))
+        validate_client_event(event)
+        assert "turn_detection" not in event["session"]["audio"]["input"]  # the server's default VAD applies
 
 
 def test_session_update_never_sends_beta_fields_or_private_tool_keys():
@@ -129,6 +131,12 @@ def test_session_update_never_sends_beta_fields_or_private_tool_keys():
                                    "cedar"])
 def test_session_update_every_voice(voice):
     validate_client_event(rt.session_update(snapshot(voice=voice, speed=0.25)))
+
+
+def test_session_update_skips_a_nameless_tool_rather_than_failing_the_call():
+    event = rt.session_update(snapshot(tools=[{"kind": "http", "description": "broken"}, SNAPSHOT["tools"][0]]))
+    validate_client_event(event)
+    assert [t["name"] for t in event["session"]["tools"]] == ["end_call"]
 
 
 def test_session_update_from_a_sparse_snapshot():
