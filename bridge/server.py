@@ -1,0 +1,161 @@
+"""Daphne with the bridge's own SIGTERM/SIGINT handling: drain live calls before the process exits.
+
+Plain daphne lets Twisted stop the reactor on SIGTERM at once, cutting every call off mid-sentence. Here the
+first SIGTERM (or Ctrl-C) turns the bridge not-ready (`/readyz` 503, new streams refused), waits for the live
+calls to end for up to the drain timeout, ends the rest politely (`BridgeState.drain`), then stops the
+reactor: the process exits 0. A second signal stops at once (exit 1); a third exits without cleanup.
+
+Daphne runs Twisted on the asyncio reactor, so the reactor's loop is an ordinary asyncio loop: the signal
+handlers and the drain coroutine live on it, next to the calls.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import sys
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import daphne.server  # installs Twisted's asyncio reactor: it must come before the twisted imports
+from twisted.internet import error as twisted_error
+from twisted.internet import reactor
+
+from bridge.lifecycle import BridgeState
+from bridge.lifecycle import state as bridge_state
+
+log = logging.getLogger(__name__)
+
+# Twilio keeps a call's stream open for the whole call (≤ 60 min: the Realtime session limit, and the
+# calls end themselves a few minutes earlier); this only reaps sockets something forgot to close.
+WEBSOCKET_TIMEOUT_S = 3700
+PING_INTERVAL_S = 20  # keeps the ALB (idle timeout 3600 s) and NATs from dropping a quiet stream
+PING_TIMEOUT_S = 30
+FORCED_STOP_GRACE_S = 5.0  # after a second signal, how long cancelled calls get before a hard exit
+
+EXIT_DRAINED = 0
+EXIT_FORCED = 1
+
+
+def endpoint(host: str, port: int) -> str:
+    """A Twisted endpoint description (the form daphne's `-e` takes); IPv6 colons are escaped."""
+    interface = host.replace(":", "\\:")
+    return f"tcp:port={int(port)}:interface={interface}"
+
+
+class BridgeServer:
+    def __init__(
+        self,
+        application: Callable[..., Any],
+        *,
+        host: str,
+        port: int,
+        drain_timeout_s: float,
+        state: BridgeState = bridge_state,
+        on_start: Iterable[Callable[[], object]] = (),
+        on_stop: Iterable[Callable[[], object]] = (),
+        root_path: str = "",
+    ) -> None:
+        self.host, self.port = host, port
+        self.drain_timeout_s = drain_timeout_s
+        self.state = state
+        self.on_start = list(on_start)
+        self.on_stop = list(on_stop)
+        self.exit_code = EXIT_DRAINED
+        self._signals = 0
+        self._drain_task: asyncio.Task[None] | None = None
+        self._stopping = False
+        self.daphne = daphne.server.Server(
+            application=application,
+            endpoints=[endpoint(host, port)],
+            signal_handlers=False,  # ours, installed in _ready
+            # Behind the ALB: the client address and scheme come from its X-Forwarded-* headers.
+            proxy_forwarded_address_header="X-Forwarded-For",
+            proxy_forwarded_port_header="X-Forwarded-Port",
+            proxy_forwarded_proto_header="X-Forwarded-Proto",
+            websocket_timeout=WEBSOCKET_TIMEOUT_S,
+            ping_interval=PING_INTERVAL_S,
+            ping_timeout=PING_TIMEOUT_S,
+            root_path=root_path,
+            ready_callable=self._ready,
+            server_name="voiceops",
+        )
+
+    def run(self) -> int:
+        """Serve until a signal ends it; returns the process exit code. Raises OSError when it cannot listen."""
+        self.daphne.run()
+        if self.daphne.abort_start or not self.daphne.listening_addresses:
+            raise OSError(f"could not listen on {self.host}:{self.port}")
+        return self.exit_code
+
+    # --- startup: runs just before the reactor (and so the asyncio loop) starts -----------------------
+    def _ready(self) -> None:
+        loop = asyncio.get_event_loop()  # daphne has made the reactor's loop the current one
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, self._on_signal, signum)
+        loop.call_soon(self._started)
+
+    def _started(self) -> None:
+        addresses = ", ".join(f"{h}:{p}" for h, p in self.daphne.listening_addresses)
+        log.info("bridge serving on %s (pid %d; SIGTERM drains calls for up to %ss)", addresses or "?",
+                 os.getpid(), self.drain_timeout_s)
+        _run_hooks(self.on_start, "start")
+
+    # --- shutdown -------------------------------------------------------------------------------------
+    def _on_signal(self, signum: int) -> None:
+        self._signals += 1
+        name = signal.Signals(signum).name
+        if self._signals == 1:
+            self._drain_task = asyncio.get_running_loop().create_task(self._drain_then_stop(name))
+        elif self._signals == 2:
+            log.warning("%s again: stopping now, cutting off %d live call(s)", name, self.state.active_calls)
+            self.exit_code = EXIT_FORCED
+            asyncio.get_running_loop().call_later(FORCED_STOP_GRACE_S, _hard_exit)
+            self._stop_reactor()
+        else:
+            _hard_exit()
+
+    async def _drain_then_stop(self, signal_name: str) -> None:
+        started = time.monotonic()
+        live = self.state.active_calls
+        self.state.draining = True  # before the first await: /readyz and new streams see it at once
+        log.info("%s: draining started, %d live call(s), waiting up to %ss (signal again to stop now)",
+                 signal_name, live, self.drain_timeout_s)
+        ended_by_drain = 0
+        try:
+            ended_by_drain = await self.state.drain(self.drain_timeout_s)
+        except Exception:
+            log.exception("drain failed; stopping anyway")
+        log.info("draining ended after %.1fs: %d call(s) were live, %d ended by the drain, %d left; stopping",
+                 time.monotonic() - started, live, ended_by_drain, self.state.active_calls)
+        self._stop_reactor()
+
+    def _stop_reactor(self) -> None:
+        if self._stopping:
+            return
+        self._stopping = True
+        if self._drain_task is not None and not self._drain_task.done():
+            self._drain_task.cancel()
+        _run_hooks(self.on_stop, "stop")
+        with contextlib.suppress(twisted_error.ReactorNotRunning):
+            reactor.stop()
+
+
+def _run_hooks(hooks: Iterable[Callable[[], object]], when: str) -> None:
+    for hook in hooks:
+        try:
+            hook()
+        except Exception:
+            log.exception("bridge %s hook %r failed", when, hook)
+
+
+def _hard_exit() -> None:
+    log.error("bridge did not stop in time: exiting without cleanup")
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):
+            stream.flush()
+    os._exit(EXIT_FORCED)
