@@ -179,9 +179,12 @@ class MediaStreamConsumer(AsyncWebsocketConsumer):
             self.upstream = ws
             async for text in ws:
                 await self._on_upstream(text)
-            log.warning("call %s: OpenAI closed the session (%s)", self._sid, ws.close_code)
-            self._event("error", f"OpenAI closed the session ({ws.close_code})")
+            if not self.ending:
+                log.warning("call %s: OpenAI closed the session (%s)", self._sid, ws.close_code)
+                self._event("error", f"OpenAI closed the session ({ws.close_code})")
         except ConnectionClosed as exc:
+            if self.ending:
+                return
             log.warning("call %s: OpenAI connection lost (%s)", self._sid, exc.rcvd.code if exc.rcvd else "no close")
             self._event("error", "OpenAI connection lost")
         except rt.ProtocolError as exc:

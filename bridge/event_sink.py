@@ -14,7 +14,7 @@ from typing import Any
 
 from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
-from django.db import DatabaseError, close_old_connections
+from django.db import DatabaseError, IntegrityError, close_old_connections, transaction
 
 from calls import services
 
@@ -33,7 +33,12 @@ def _write_batch(batch: list[tuple[int, dict[str, Any]]]) -> None:
     for call_id, event in batch:
         by_call.setdefault(call_id, []).append(event)
     for call_id, events in by_call.items():
-        services.add_events(call_id, events)
+        try:
+            with transaction.atomic():
+                services.add_events(call_id, events)
+        except IntegrityError:
+            # Not transient (the call row is gone, e.g. purged): retrying would block every other call's events.
+            log.error("dropped %d event(s) of call %s: the call no longer exists", len(events), call_id)
 
 
 class EventSink:

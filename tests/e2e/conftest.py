@@ -11,7 +11,7 @@ from calls import services
 from calls.models import AgentConfig
 from calls.simulators.realtime_server import Pacing, RealtimeSimulator, Script
 from tests.bridge_tools.conftest import TlsFiles, tls_files, tool_server  # noqa: F401 - shared fixtures
-from tests.conftest import ACCOUNT_SID, TWILIO_TOKEN
+from tests.conftest import TWILIO_TOKEN
 from tests.servers import ServerProcess, run_bridge
 
 
@@ -37,7 +37,7 @@ def fresh_sim(sim: RealtimeSimulator) -> RealtimeSimulator:
 def bridge_env(sim_url: str, tls: TlsFiles, **extra: str) -> dict[str, str]:
     return {
         "OPENAI_REALTIME_URL": sim_url, "OPENAI_API_KEY": "sk-simulated", "TWILIO_AUTH_TOKEN": TWILIO_TOKEN,
-        "TWILIO_ACCOUNT_SID": ACCOUNT_SID, "DRAIN_TIMEOUT_S": "20", "TOOL_CA_BUNDLE": str(tls.ca_bundle),
+        "DRAIN_TIMEOUT_S": "20", "TOOL_CA_BUNDLE": str(tls.ca_bundle),
         "TOOL_ALLOWED_PRIVATE_HOSTS": "127.0.0.1,localhost", "TOOL_SECRET_LOOKUP_ORDER": "tool-secret-123",
         **extra,
     }
@@ -60,3 +60,9 @@ def agent(transactional_db) -> AgentConfig:
     )
     config.tools.set(services.ensure_builtin_tools())
     return config
+
+
+@pytest.fixture(autouse=True)
+def orm_in_async_tests(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The async tests read the test database between steps (the servers run elsewhere): allow the ORM there."""
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
