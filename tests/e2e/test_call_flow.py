@@ -17,7 +17,7 @@ from websockets.exceptions import InvalidStatus
 from calls import stream_token
 from calls.models import AgentConfig, Call, CallEvent, Tool
 from calls.simulators import audio
-from calls.simulators.realtime_server import Reply, RealtimeSimulator, Script, ToolCall, agent_audio
+from calls.simulators.realtime_server import RealtimeSimulator, Reply, Script, ToolCall, agent_audio
 from calls.simulators.twilio_caller import (
     MediaStreamCall,
     compute_signature,
@@ -32,7 +32,7 @@ from tests.servers import ServerProcess
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
 
-def wait_for(predicate, timeout_s: float = 10.0, interval_s: float = 0.05):  # noqa: ANN001, ANN201
+def wait_for(predicate, timeout_s: float = 10.0, interval_s: float = 0.05):
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         value = predicate()
@@ -42,7 +42,7 @@ def wait_for(predicate, timeout_s: float = 10.0, interval_s: float = 0.05):  # n
     raise AssertionError("condition not met in time")
 
 
-def appended_audio(session) -> bytes:  # noqa: ANN001
+def appended_audio(session) -> bytes:
     return b"".join(base64.b64decode(e["audio"]) for e in session.received if e["type"] == "input_audio_buffer.append")
 
 
@@ -57,7 +57,7 @@ async def open_stream(bridge: ServerProcess, to: str = "+15005550006") -> tuple[
     return params, call
 
 
-def stream_ended_twiml(bridge: ServerProcess, params: dict[str, str]):  # noqa: ANN201
+def stream_ended_twiml(bridge: ServerProcess, params: dict[str, str]):
     status, body = signed_webhook_post(bridge.http, "/twilio/stream-ended", {**params, "CallStatus": "in-progress"},
                                        TWILIO_TOKEN)
     assert status == 200
@@ -167,7 +167,7 @@ async def test_transfer_call_dials_the_configured_number(
 
 
 async def test_http_tool_round_trip(bridge: ServerProcess, fresh_sim: RealtimeSimulator, agent: AgentConfig,
-                                    tool_server) -> None:  # noqa: ANN001
+                                    tool_server) -> None:
     tool = Tool.objects.create(
         name="lookup_order", description="Look up an order.", url=tool_server.url("/echo"), timeout_s=3,
         secret_header_name="X-Api-Key",
