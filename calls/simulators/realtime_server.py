@@ -1262,12 +1262,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=8765)
     parser.add_argument("--speed", type=float, default=1.0, help="audio pacing; 0 = as fast as possible")
     parser.add_argument("--first-audio-delay-ms", type=int, default=200)
+    parser.add_argument("--chunk-ms", type=int, default=100, help="audio per response.output_audio.delta")
     parser.add_argument("--reply", action="append", default=[], help="scripted reply text (repeatable)")
     parser.add_argument("--no-record", action="store_true", help="keep no per-event records (load tests)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     script = Script(turns=[Reply(text) for text in args.reply])
-    pacing = Pacing(speed=args.speed or None, first_audio_delay_ms=args.first_audio_delay_ms)
+    pacing = Pacing(chunk_ms=args.chunk_ms, speed=args.speed or None, first_audio_delay_ms=args.first_audio_delay_ms)
     sim = RealtimeSimulator(script=script, pacing=pacing, record=not args.no_record)
 
     async def run() -> None:
