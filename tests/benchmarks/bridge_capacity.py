@@ -2,11 +2,12 @@
 
     .venv/bin/python -m tests.benchmarks.bridge_capacity --calls 100 --hold 20
 
-Starts, all on 127.0.0.1: the OpenAI Realtime simulator (streaming agent audio in real time, 20 ms deltas: the
-worst case, 50 agent frames/s per call plus a mark each), `manage.py runbridge` on a throwaway SQLite database, then `manage.py loadtest` with N callers
-sending 50 frames/s each. Prints the loadtest report, including the bridge's CPU per call-second and the
-implied calls per core. The load generators share this 2-core machine with the bridge; the figure is the
-bridge's own CPU time, so it stays meaningful as long as the frame rates reported are close to 100%.
+Starts, all on 127.0.0.1: the OpenAI Realtime simulator (agent audio in real time, 20 ms deltas: the worst
+case, 50 agent frames/s per call plus a mark each), `manage.py runbridge` on a throwaway SQLite database,
+then `manage.py loadtest` with N callers sending 50 frames/s each. Prints the loadtest report, including the
+bridge's CPU per call-second and the implied calls per core. The load generators share this 2-core machine
+with the bridge; the figure is the bridge's own CPU time, so it holds while the frame rates reported are
+close to 100%.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ def wait_http(url: str, timeout_s: float = 30) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         try:
-            with urllib.request.urlopen(url, timeout=1):  # noqa: S310 - loopback
+            with urllib.request.urlopen(url, timeout=1):
                 return
         except OSError:
             time.sleep(0.2)
@@ -59,9 +60,9 @@ def main() -> None:
     subprocess.run([*manage, "migrate", "-v0"], cwd=ROOT, env=env, check=True)
     subprocess.run([*manage, "seed_demo"], cwd=ROOT, env=env, check=True, stdout=subprocess.DEVNULL)
     reply = "This is a long answer that keeps the agent talking for the whole benchmark. " * 8
-    sim = subprocess.Popen([sys.executable, "-m", "calls.simulators.realtime_server", "--port", str(sim_port),
-                            "--no-record", "--chunk-ms", "20", "--reply", reply], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
-                           stderr=subprocess.DEVNULL)
+    sim_cmd = [sys.executable, "-m", "calls.simulators.realtime_server", "--port", str(sim_port), "--no-record",
+               "--chunk-ms", "20", "--reply", reply]
+    sim = subprocess.Popen(sim_cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     bridge = subprocess.Popen([*manage, "runbridge", "--host", "127.0.0.1", "--port", str(bridge_port)],
                               cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=(tmp / "bridge.log").open("w"))
     try:

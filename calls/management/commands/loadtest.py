@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import statistics
 import time
 from typing import Any
 
@@ -100,7 +99,7 @@ async def run_load(base: str, to: str, calls: int, hold_s: float, ramp_s: float,
                              "frames_sent": 0, "frames_received": 0}
     tasks = []
     began = time.monotonic()
-    for i in range(calls):
+    for _ in range(calls):
         tasks.append(asyncio.create_task(_one_call(base, to, hold_s, token, stats)))
         await asyncio.sleep(ramp_s / calls)
     cpu_line = "bridge CPU: not measured (give --bridge-pid)"
@@ -115,7 +114,7 @@ async def run_load(base: str, to: str, calls: int, hold_s: float, ramp_s: float,
         capacity = 1 / per_call if per_call > 0 else float("inf")
         cpu_line = (f"bridge CPU: {core_share * 100:.1f}% of one core for {calls} calls "
                     f"= {per_call * 1000:.2f} ms CPU per call-second → ~{capacity:.0f} calls per core "
-                    f"({capacity / 400:.2f}× the 400 target)")
+                    f"({capacity / 400:.2f}x the 400 target)")
     await asyncio.gather(*tasks)
     elapsed = time.monotonic() - began
     expected = calls * hold_s * 50
