@@ -22,8 +22,8 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 import daphne.server  # installs Twisted's asyncio reactor: it must come before the twisted imports
+from twisted.internet import defer, reactor
 from twisted.internet import error as twisted_error
-from twisted.internet import reactor
 
 from bridge.lifecycle import BridgeState
 from bridge.lifecycle import state as bridge_state
@@ -45,6 +45,24 @@ def endpoint(host: str, port: int) -> str:
     """A Twisted endpoint description (the form daphne's `-e` takes); IPv6 colons are escaped."""
     interface = host.replace(":", "\\:")
     return f"tcp:port={int(port)}:interface={interface}"
+
+
+class _DaphneServer(daphne.server.Server):
+    def kill_all_applications(self) -> defer.Deferred[object]:
+        """Daphne's own version raises KeyError on a connection that has no application yet (an HTTP request
+        being upgraded to a WebSocket), which skips the cancelling and leaves call tasks running while the
+        loop stops (CPython 3.11 then crashes finalizing them). Cancel every live application instance."""
+        pending = [
+            instance for details in self.connections.values()
+            if (instance := details.get("application_instance")) is not None and not instance.done()
+        ]
+        for instance in pending:
+            instance.cancel()
+        if pending:
+            log.info("cancelled %d application instance(s) at shutdown", len(pending))
+        waiting = defer.Deferred.fromFuture(asyncio.gather(*pending, return_exceptions=True))
+        waiting.addErrback(lambda _: None)
+        return waiting
 
 
 class BridgeServer:
@@ -69,7 +87,7 @@ class BridgeServer:
         self._signals = 0
         self._drain_task: asyncio.Task[None] | None = None
         self._stopping = False
-        self.daphne = daphne.server.Server(
+        self.daphne = _DaphneServer(
             application=application,
             endpoints=[endpoint(host, port)],
             signal_handlers=False,  # ours, installed in _ready
@@ -90,7 +108,22 @@ class BridgeServer:
         self.daphne.run()
         if self.daphne.abort_start or not self.daphne.listening_addresses:
             raise OSError(f"could not listen on {self.host}:{self.port}")
+        self._finish_leftover_tasks()
         return self.exit_code
+
+    def _finish_leftover_tasks(self) -> None:
+        """Background tasks still pending once the reactor stopped (drain, metrics, task protection, a call's
+        helpers) are cancelled and awaited, so the interpreter never has to finalize half-run coroutines."""
+        loop = asyncio.get_event_loop()
+        leftover = [task for task in asyncio.all_tasks(loop) if not task.done()]
+        if not leftover:
+            return
+        for task in leftover:
+            task.cancel()
+        _, still_pending = loop.run_until_complete(asyncio.wait(leftover, timeout=FORCED_STOP_GRACE_S))
+        if still_pending:
+            log.error("%d task(s) ignored cancellation at exit", len(still_pending))
+            _hard_exit(self.exit_code)
 
     # --- startup: runs just before the reactor (and so the asyncio loop) starts -----------------------
     def _ready(self) -> None:
@@ -114,10 +147,9 @@ class BridgeServer:
         elif self._signals == 2:
             log.warning("%s again: stopping now, cutting off %d live call(s)", name, self.state.active_calls)
             self.exit_code = EXIT_FORCED
-            asyncio.get_running_loop().call_later(FORCED_STOP_GRACE_S, _hard_exit)
             self._stop_reactor()
         else:
-            _hard_exit()
+            _hard_exit(EXIT_FORCED)
 
     async def _drain_then_stop(self, signal_name: str) -> None:
         started = time.monotonic()
@@ -138,6 +170,8 @@ class BridgeServer:
         if self._stopping:
             return
         self._stopping = True
+        # Stopping waits for cancelled calls to unwind; never longer than this.
+        asyncio.get_running_loop().call_later(FORCED_STOP_GRACE_S, lambda: _hard_exit(self.exit_code))
         if self._drain_task is not None and not self._drain_task.done():
             self._drain_task.cancel()
         _run_hooks(self.on_stop, "stop")
@@ -153,9 +187,9 @@ def _run_hooks(hooks: Iterable[Callable[[], object]], when: str) -> None:
             log.exception("bridge %s hook %r failed", when, hook)
 
 
-def _hard_exit() -> None:
+def _hard_exit(code: int) -> None:
     log.error("bridge did not stop in time: exiting without cleanup")
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(OSError, ValueError):
             stream.flush()
-    os._exit(EXIT_FORCED)
+    os._exit(code)
