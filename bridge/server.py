@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 import daphne.server  # installs Twisted's asyncio reactor: it must come before the twisted imports
+from daphne.ws_protocol import WebSocketProtocol
 from twisted.internet import defer, reactor
 from twisted.internet import error as twisted_error
 
@@ -45,6 +46,23 @@ def endpoint(host: str, port: int) -> str:
     """A Twisted endpoint description (the form daphne's `-e` takes); IPv6 colons are escaped."""
     interface = host.replace(":", "\\:")
     return f"tcp:port={int(port)}:interface={interface}"
+
+
+class _WebSocketProtocol(WebSocketProtocol):
+    """Daphne 4.2 drops the `reason` of an ASGI `websocket.close`; the bridge's close reasons tell Twilio's
+    logs (and tests) why a stream was refused, so pass them on (≤ 123 bytes of UTF-8, the protocol's limit)."""
+
+    def handle_reply(self, message: dict[str, Any]) -> None:
+        reason = message.get("reason")
+        if message.get("type") == "websocket.close" and reason and self.state != self.STATE_CONNECTING:
+            code = message.get("code") or 1000
+            self.sendClose(code=code, reason=_truncate_utf8(str(reason), 123))
+            return
+        super().handle_reply(message)
+
+
+def _truncate_utf8(text: str, limit: int) -> str:
+    return text.encode()[:limit].decode("utf-8", "ignore")
 
 
 class _DaphneServer(daphne.server.Server):
@@ -127,6 +145,7 @@ class BridgeServer:
 
     # --- startup: runs just before the reactor (and so the asyncio loop) starts -----------------------
     def _ready(self) -> None:
+        self.daphne.ws_factory.protocol = _WebSocketProtocol  # before any connection is accepted
         loop = asyncio.get_event_loop()  # daphne has made the reactor's loop the current one
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, self._on_signal, signum)
@@ -172,8 +191,9 @@ class BridgeServer:
         self._stopping = True
         # Stopping waits for cancelled calls to unwind; never longer than this.
         asyncio.get_running_loop().call_later(FORCED_STOP_GRACE_S, lambda: _hard_exit(self.exit_code))
-        if self._drain_task is not None and not self._drain_task.done():
-            self._drain_task.cancel()
+        drain = self._drain_task
+        if drain is not None and not drain.done() and drain is not asyncio.current_task():
+            drain.cancel()
         _run_hooks(self.on_stop, "stop")
         with contextlib.suppress(twisted_error.ReactorNotRunning):
             reactor.stop()

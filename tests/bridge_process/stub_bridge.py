@@ -3,7 +3,8 @@
 Run as `python -m tests.bridge_process.stub_bridge <runbridge arguments>`. HTTP is the real Django app
 (`/healthz`, `/readyz`, admin static); a WebSocket is a fake live call registered in `bridge.lifecycle.state`:
 it is refused while draining, says "live" once counted, ends when the client sends "hangup", and answers
-`end_politely` with "ending:<reason>" before closing, like the real consumer does.
+`end_politely` with "ending:<reason>" before closing, like the real consumer does; "close:<reason>" makes
+it close with code 4001 and that reason.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ class StubCall:
 
     async def end_politely(self, reason: str) -> None:
         await self.send({"type": "websocket.send", "text": f"ending:{reason}"})
-        await self.send({"type": "websocket.close", "code": 4000})
+        await self.send({"type": "websocket.close", "code": 4000, "reason": reason})
         state.discard(self)
 
 
@@ -53,6 +54,8 @@ async def stub_call_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
             if call is not None:
                 state.discard(call)
             await send({"type": "websocket.close", "code": 1000})
+        elif kind == "websocket.receive" and (message.get("text") or "").startswith("close:"):
+            await send({"type": "websocket.close", "code": 4001, "reason": message["text"][len("close:"):]})
         elif kind == "websocket.disconnect":
             if call is not None:
                 state.discard(call)

@@ -132,10 +132,25 @@ def test_drain_timeout_ends_calls_politely(start_bridge: StartBridge) -> None:
         assert ws.recv(timeout=10) == "ending:drained"  # the call was told why, not cut off
         with pytest.raises(ConnectionClosed) as closed:
             ws.recv(timeout=5)
-        assert closed.value.rcvd is not None and closed.value.rcvd.code == 4000
+        assert closed.value.rcvd is not None
+        assert (closed.value.rcvd.code, closed.value.rcvd.reason) == (4000, "drained")
         assert bridge.wait_exit(10) == 0
         assert 0.9 <= time.monotonic() - signalled < 10
         assert "1 call(s) were live, 1 ended by the drain, 0 left" in bridge.stderr()
+
+
+@pytest.mark.parametrize(("reason", "expected"), [
+    ("stream token expired", "stream token expired"),
+    ("é" * 100, "é" * 61),  # the protocol allows 123 bytes; a split character is dropped
+])
+def test_close_reasons_reach_the_client(start_bridge: StartBridge, reason: str, expected: str) -> None:
+    bridge = start_bridge(stub=True)
+    with open_call(bridge) as ws:
+        ws.send(f"close:{reason}")
+        with pytest.raises(ConnectionClosed) as closed:
+            ws.recv(timeout=5)
+    assert closed.value.rcvd is not None
+    assert (closed.value.rcvd.code, closed.value.rcvd.reason) == (4001, expected)
 
 
 def test_second_signal_stops_at_once(start_bridge: StartBridge) -> None:
