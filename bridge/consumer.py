@@ -15,7 +15,9 @@ import time
 from collections import deque
 from typing import Any
 
-from asgiref.sync import sync_to_async
+from channels.consumer import get_handler_name
+from channels.db import database_sync_to_async
+from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 from django.db import DatabaseError
@@ -45,8 +47,25 @@ FATAL_ERROR_TYPES = {"server_error"}
 
 
 class MediaStreamConsumer(AsyncWebsocketConsumer):
-    # The bridge publishes through the event sink and never receives from the channel layer: no per-call channel.
-    channel_layer_alias = "__no_channel_layer__"
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        """A plain receive loop instead of Channels' generic one, which per message creates a task, waits on it
+        and hops to a thread to close stale database connections: at 50 frames a second per call that was most
+        of the bridge's CPU. The bridge never receives from the channel layer (it publishes through the event
+        sink), and reaches the database only through `database_sync_to_async`, which closes stale connections
+        itself."""
+        self.scope = scope
+        self.channel_layer = None
+        self.base_send = send
+        with contextlib.suppress(StopConsumer):
+            while True:
+                message = await receive()
+                if message["type"] == "websocket.receive":
+                    await self.receive(message.get("text"), message.get("bytes"))
+                else:
+                    handler = getattr(self, get_handler_name(message), None)
+                    if handler is None:
+                        raise ValueError(f"no handler for {message['type']}")
+                    await handler(message)
 
     # --- connection --------------------------------------------------------------------------------------
     async def connect(self) -> None:
@@ -135,7 +154,7 @@ class MediaStreamConsumer(AsyncWebsocketConsumer):
             await self._reject(CLOSE_UNAUTHORIZED, exc.reason)
             return
         try:
-            call = await sync_to_async(services.claim_stream)(
+            call = await database_sync_to_async(services.claim_stream)(
                 start.call_sid, start.stream_sid, settings.BRIDGE_INSTANCE_ID
             )
         except DatabaseError:
@@ -320,7 +339,7 @@ class MediaStreamConsumer(AsyncWebsocketConsumer):
             if task is not asyncio.current_task():
                 task.cancel()
         try:
-            await sync_to_async(services.finish_call)(self.call.pk, reason, self.usage or None)
+            await database_sync_to_async(services.finish_call)(self.call.pk, reason, self.usage or None)
         except DatabaseError:
             log.exception("call %s: could not record the end (%s)", self._sid, reason)
         log.info("call %s ended: %s after %ds", self._sid, reason, int(time.monotonic() - self.t0))

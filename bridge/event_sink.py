@@ -42,7 +42,7 @@ def _write_batch(batch: list[tuple[int, dict[str, Any]]]) -> None:
 
 
 class EventSink:
-    def __init__(self, max_buffer: int = 20_000, batch_size: int = 200, flush_interval_s: float = 0.25) -> None:
+    def __init__(self, max_buffer: int = 20_000, batch_size: int = 200, flush_interval_s: float = 0.5) -> None:
         self._pending: deque[tuple[int, dict[str, Any]]] = deque()
         self._live: deque[dict[str, Any]] = deque(maxlen=5_000)
         self.max_buffer = max_buffer

@@ -51,7 +51,10 @@ def main() -> None:
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="voiceops-bench-"))
     sim_port, bridge_port = free_port(), free_port()
-    env = {**os.environ, "DATABASE_URL": f"sqlite:///{tmp / 'bench.sqlite3'}", "DJANGO_DEBUG": "1",
+    # Production mode (DEBUG off), as the bridge runs on ECS.
+    env = {**os.environ, "DATABASE_URL": f"sqlite:///{tmp / 'bench.sqlite3'}", "DJANGO_DEBUG": "0",
+           "DJANGO_SECRET_KEY": "bench-" + "k9Qz" * 14, "DJANGO_ALLOWED_HOSTS": "127.0.0.1",
+           "DJANGO_SECURE_SSL_REDIRECT": "0", "DJANGO_SUPERUSER_PASSWORD": "bench-admin-password",
            "OPENAI_API_KEY": "sk-bench", "OPENAI_REALTIME_URL": f"ws://127.0.0.1:{sim_port}/v1/realtime",
            "TWILIO_AUTH_TOKEN": TOKEN, "PUBLIC_WEBHOOK_BASE_URL": f"http://127.0.0.1:{bridge_port}",
            "BRIDGE_PUBLIC_URL": f"ws://127.0.0.1:{bridge_port}/media-stream", "LOG_LEVEL": "WARNING"}
