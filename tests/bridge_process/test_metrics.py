@@ -74,6 +74,20 @@ async def test_change_publishes_at_once_then_rate_limited() -> None:
     assert docs[1]["CallsStarted"] == 2 and docs[1]["CallsEnded"] == 1
     for doc in docs:
         check_emf(doc)
+        # Counters only: a gauge point per change would skew the per-minute Average target tracking uses.
+        assert metric_names(doc) == ["CallsStarted", "CallsEnded"]
+
+
+def metric_names(doc: dict[str, Any]) -> list[str]:
+    return [metric["Name"] for metric in doc["_aws"]["CloudWatchMetrics"][0]["Metrics"]]
+
+
+def test_gauge_on_change_when_asked() -> None:
+    lines = Lines()
+    m = metrics(lines, gauge_on_change=True)
+    m.on_change(1)
+    assert metric_names(lines.docs[0]) == ["ActiveCalls", "CallsStarted", "CallsEnded"]
+    assert lines.docs[0]["ActiveCalls"] == 1
 
 
 async def test_counters_count_since_the_previous_line() -> None:
@@ -101,6 +115,18 @@ async def test_periodic_line() -> None:
     await asyncio.sleep(0.25)
     assert len(lines.raw) == count  # stopped
     assert all(d["ActiveCalls"] == 0 for d in lines.docs)
+    assert all(metric_names(d) == ["ActiveCalls", "CallsStarted", "CallsEnded"] for d in lines.docs)
+
+
+@pytest.mark.parametrize("period_s", [60.0, 0.1])
+def test_periodic_points_fall_mid_period(period_s: float) -> None:
+    """One gauge point per CloudWatch period: scheduled mid-period on the wall clock, so no drift, no doubles."""
+    m = CallMetrics("VoiceOps", "prod", period_s=period_s, write=Lines())
+    for _ in range(20):
+        delay = m._until_next_slot()
+        assert 0 < delay <= period_s
+        phase = (time.time() + delay) % period_s
+        assert abs(phase - period_s / 2) < period_s * 0.05
 
 
 async def test_from_bridge_state() -> None:

@@ -178,6 +178,10 @@ def test_metrics_follow_calls(start_bridge: StartBridge) -> None:
             check_emf_line(doc)
         assert sum(d["CallsStarted"] for d in docs) == 1
         assert max(d["ActiveCalls"] for d in docs) == 1 and docs[-1]["ActiveCalls"] == 0
+        for doc in docs:  # the lines a change triggered carry counters, not ActiveCalls data points
+            names = [m["Name"] for m in doc["_aws"]["CloudWatchMetrics"][0]["Metrics"]]
+            if doc["CallsStarted"] or doc["CallsEnded"]:
+                assert names == ["CallsStarted", "CallsEnded"]
 
 
 def test_metrics_are_off_by_default_in_debug(start_bridge: StartBridge) -> None:

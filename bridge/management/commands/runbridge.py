@@ -7,6 +7,7 @@ signal handling, `bridge.ecs_protection` for task scale-in protection and `bridg
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 from typing import Any
 
@@ -59,7 +60,8 @@ class Command(BaseCommand):
             )
             state.on_change.append(call_metrics.on_change)
             on_start.append(call_metrics.start)
-            on_stop += [call_metrics.emit, call_metrics.stop]  # a last line with the final counts
+            # A last line with the final counters; no gauge point, which would skew that minute's average.
+            on_stop += [functools.partial(call_metrics.emit, gauge=False), call_metrics.stop]
         ecs_protection.install(state)
 
         server = BridgeServer(
