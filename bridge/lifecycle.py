@@ -52,7 +52,6 @@ class BridgeState:
         """Stop taking calls, let live ones finish for up to `timeout_s`, then end the rest politely.
         Returns how many calls had to be ended."""
         self.draining = True
-        log.info("draining: %d live call(s), waiting up to %ss", len(self.calls), timeout_s)
         try:
             await asyncio.wait_for(self._idle.wait(), timeout_s)
             return 0
@@ -60,9 +59,11 @@ class BridgeState:
             pass
         left = list(self.calls)
         log.warning("drain timeout: ending %d call(s) politely", len(left))
-        await asyncio.gather(*(c.end_politely("drained") for c in left), return_exceptions=True)
+        # Bounded, so that the whole stop stays inside the container's stopTimeout.
         try:
-            await asyncio.wait_for(self._idle.wait(), 5)
+            async with asyncio.timeout(5):
+                await asyncio.gather(*(c.end_politely("drained") for c in left), return_exceptions=True)
+                await self._idle.wait()
         except TimeoutError:
             log.error("%d call(s) did not end after the drain", len(self.calls))
         return len(left)
