@@ -3,10 +3,14 @@ and SQLite plus the in-memory channel layer otherwise; tests that need the real 
 
 from __future__ import annotations
 
+import itertools
 import os
 
 import pytest
 from django.conf import settings
+
+from calls import services
+from calls.models import AgentConfig
 
 TWILIO_TOKEN = "test-twilio-auth-token-0123456789abcdef"
 ACCOUNT_SID = "AC" + "0" * 32
@@ -26,6 +30,25 @@ def twilio_settings(settings):
     settings.BRIDGE_PUBLIC_URL = "wss://bridge.example.com/media-stream"
     settings.OPENAI_API_KEY = "sk-test-key"
     return settings
+
+
+_sids = itertools.count(1)
+
+
+def new_call_sid() -> str:
+    """A unique, well-formed Twilio call SID."""
+    return f"CA{next(_sids):032x}"
+
+
+@pytest.fixture
+def default_config(db: None) -> AgentConfig:
+    """The default agent config, with its first revision."""
+    config = AgentConfig.objects.create(
+        name="Front desk", instructions="You answer the phone for Example Dental.", greeting="Hello!",
+        is_default=True,
+    )
+    services.record_revision(config)
+    return config
 
 
 requires_postgres = pytest.mark.skipif(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Callable
 from datetime import datetime
 from io import StringIO
@@ -13,24 +12,7 @@ from django.core.management import call_command
 
 from calls import services
 from calls.models import AgentConfig, Call
-
-_sids = itertools.count(1)
-
-
-def call_sid() -> str:
-    return f"CA{next(_sids):032x}"
-
-
-@pytest.fixture
-def default_config(db: None) -> AgentConfig:
-    config = AgentConfig.objects.create(
-        name="Front desk",
-        instructions="You answer the phone for Example Dental.",
-        greeting="Hello!",
-        is_default=True,
-    )
-    services.record_revision(config)
-    return config
+from tests.conftest import new_call_sid
 
 
 @pytest.fixture
@@ -44,7 +26,7 @@ def make_call(default_config: AgentConfig) -> Callable[..., Call]:
         **fields: Any,
     ) -> Call:
         call = services.start_call(
-            call_sid(),
+            new_call_sid(),
             "AC" + "0" * 32,
             fields.pop("from_number", "+14155550100"),
             fields.pop("to_number", "+14155550199"),

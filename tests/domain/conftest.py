@@ -1,29 +1,15 @@
 from __future__ import annotations
 
-import itertools
-
 import pytest
 
 from calls import services
 from calls.models import AgentConfig, Call
-
-_sids = itertools.count(1)
-
-
-def new_call_sid() -> str:
-    return f"CA{next(_sids):032x}"
+from tests.conftest import new_call_sid
 
 
 @pytest.fixture
-def config(db: None) -> AgentConfig:
-    config = AgentConfig.objects.create(
-        name="Front desk",
-        instructions="You answer the phone for Example Dental.",
-        greeting="Hello!",
-        is_default=True,
-    )
-    services.record_revision(config)
-    return config
+def config(default_config: AgentConfig) -> AgentConfig:
+    return default_config
 
 
 @pytest.fixture

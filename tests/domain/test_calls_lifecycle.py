@@ -2,22 +2,16 @@
 
 from __future__ import annotations
 
-import itertools
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from calls import services
 from calls.models import Call, CallEvent
+from tests.conftest import new_call_sid
 
 pytestmark = pytest.mark.django_db
 
-_unused_sids = itertools.count(0xF000)
-
-
-def new_call_sid() -> str:
-    """A SID no fixture has used (the conftest's counter starts at 1)."""
-    return f"CA{next(_unused_sids):032x}"
 
 T0 = datetime(2026, 5, 1, 12, 0, 0, tzinfo=UTC)
 
