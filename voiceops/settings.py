@@ -187,8 +187,8 @@ TWILIO_ACCOUNT_SID: str = env.str("TWILIO_ACCOUNT_SID", default="")
 TWILIO_AUTH_TOKEN: str = env.str("TWILIO_AUTH_TOKEN", default="")
 if not DEBUG and not TWILIO_AUTH_TOKEN and COMPONENT in {"bridge", "webhook"}:
     raise ImproperlyConfigured("TWILIO_AUTH_TOKEN is required when DJANGO_DEBUG=0: it verifies every request")
-PUBLIC_WEBHOOK_BASE_URL: str = env.str("PUBLIC_WEBHOOK_BASE_URL", default="http://127.0.0.1:8000").rstrip("/")
-BRIDGE_PUBLIC_URL: str = env.str("BRIDGE_PUBLIC_URL", default="ws://127.0.0.1:8000/media-stream")
+PUBLIC_WEBHOOK_BASE_URL: str = env.str("PUBLIC_WEBHOOK_BASE_URL", default=f"http://127.0.0.1:{PORT}").rstrip("/")
+BRIDGE_PUBLIC_URL: str = env.str("BRIDGE_PUBLIC_URL", default=f"ws://127.0.0.1:{PORT}/media-stream")
 STREAM_TOKEN_TTL_S: int = env.int("STREAM_TOKEN_TTL_S", default=60)
 DRAIN_TIMEOUT_S: int = env.int("DRAIN_TIMEOUT_S", default=110)
 # Hosts an operator allows HTTP tools to reach despite the SSRF guard (local development only).

@@ -11,6 +11,7 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.db import DatabaseError
+from websockets.exceptions import WebSocketException
 
 from calls.models import Call
 from calls.simulators import audio
@@ -41,10 +42,13 @@ class Command(BaseCommand):
                 raise CommandError(f"cannot read {opts['wav']}: {exc}") from None
         else:
             caller_audio = audio.speech_like(2000)
-        outcome = asyncio.run(run_inbound_call(
-            opts["url"].rstrip("/"), to=opts["to"], from_=opts["from_"], auth_token=opts["auth_token"] or None,
-            utterances=[caller_audio], expect_greeting=not opts["no_greeting"], reply_timeout=opts["timeout"],
-        ))
+        try:
+            outcome = asyncio.run(run_inbound_call(
+                opts["url"].rstrip("/"), to=opts["to"], from_=opts["from_"], auth_token=opts["auth_token"] or None,
+                utterances=[caller_audio], expect_greeting=not opts["no_greeting"], reply_timeout=opts["timeout"],
+            ))
+        except (OSError, WebSocketException) as exc:
+            raise CommandError(f"could not place the call: {exc}") from None
         if outcome.webhook_status != 200:
             raise CommandError(f"webhook answered HTTP {outcome.webhook_status}: {outcome.webhook_body[:200]}")
         if outcome.call is None:
@@ -56,7 +60,7 @@ class Command(BaseCommand):
                           f"heard {result.agent_audio_ms / 1000:.1f}s of agent audio → {path}")
         if result.reply_latencies_ms:
             self.stdout.write("Reply latency: " + ", ".join(f"{ms:.0f} ms" for ms in result.reply_latencies_ms))
-        if result.close_code is not None:
+        if result.closed_by_server:
             self.stdout.write(f"Stream closed by the bridge: {result.close_code} {result.close_reason or ''}")
         self._follow_connect_action(outcome, opts)
         self._print_transcript(result.call_sid)
