@@ -28,6 +28,14 @@ async def wait_puts(agent: FakeAgent, count: int, timeout_s: float = 5.0) -> lis
     raise AssertionError(f"expected {count} PUT(s), got {agent.states()}")
 
 
+async def wait_confirmed(tp: TaskProtection, expected: bool | None, timeout_s: float = 5.0) -> None:
+    """The fake agent records a PUT before the client has read its answer: poll rather than race it."""
+    deadline = time.monotonic() + timeout_s
+    while tp.confirmed is not expected and time.monotonic() < deadline:
+        await asyncio.sleep(0.01)
+    assert tp.confirmed is expected
+
+
 async def test_on_with_calls_off_when_idle(fake_agent: FakeAgent) -> None:
     tp = protection(fake_agent)
     tp.on_change(1)
@@ -36,7 +44,7 @@ async def test_on_with_calls_off_when_idle(fake_agent: FakeAgent) -> None:
     tp.on_change(0)
     assert await wait_puts(fake_agent, 2) == [True, False]
     assert fake_agent.puts[1] == {"ProtectionEnabled": False}
-    assert tp.confirmed is False
+    await wait_confirmed(tp, False)
     await tp.close()
 
 
@@ -127,7 +135,7 @@ async def test_http_errors_are_retried_and_never_raised(
     with caplog.at_level(logging.WARNING, logger="bridge.ecs_protection"):
         tp.on_change(1)  # must not raise
         assert await wait_puts(fake_agent, 3) == [True, True, True]
-    assert tp.confirmed is True
+    await wait_confirmed(tp, True)
     assert "HTTP 500" in caplog.text and "HTTP 503" in caplog.text
     await tp.close()
 
@@ -139,8 +147,7 @@ async def test_failure_in_a_200_answer_is_not_success(fake_agent: FakeAgent, cap
         tp.on_change(1)
         assert await wait_puts(fake_agent, 2) == [True, True]
     assert "TASK_NOT_VALID" in caplog.text
-    await asyncio.sleep(0.1)
-    assert tp.confirmed is True
+    await wait_confirmed(tp, True)
     await tp.close()
 
 
