@@ -11,6 +11,7 @@ import time
 import urllib.request
 
 import pytest
+from channels.layers import get_channel_layer
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
@@ -26,7 +27,7 @@ from calls.simulators.twilio_caller import (
     run_inbound_call,
     signed_webhook_post,
 )
-from tests.conftest import TWILIO_TOKEN
+from tests.conftest import TWILIO_TOKEN, requires_redis
 from tests.servers import ServerProcess
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
@@ -297,3 +298,27 @@ async def test_twilio_hang_up_closes_the_upstream_session_at_once(
     row = await asyncio.to_thread(lambda: wait_for(
         lambda: Call.objects.filter(twilio_call_sid=params["CallSid"], ended_at__isnull=False).first()))
     assert row.end_reason == Call.EndReason.CALLER_HANGUP
+
+
+@requires_redis
+async def test_live_events_reach_the_dashboard_group_through_redis(
+    bridge: ServerProcess, fresh_sim: RealtimeSimulator, agent: AgentConfig
+) -> None:
+    """The bridge (its own process) publishes call updates on the Redis channel layer the dashboard listens on."""
+    layer = get_channel_layer()
+    channel = await layer.new_channel()
+    await layer.group_add("voiceops.calls", channel)
+    try:
+        fresh_sim.script = Script(turns=[Reply("Hello.", audio_ms=300)], transcripts=["Hi there"])
+        await run_inbound_call(bridge.http, to="+15005550006", from_="+14155550100", auth_token=TWILIO_TOKEN,
+                               utterances=[audio.speech_like(600)], reply_timeout=10)
+        seen: list[dict] = []
+        async with asyncio.timeout(10):
+            while not any(m["what"] == "ended" for m in seen):
+                seen.append(await layer.receive(channel))
+    finally:
+        await layer.group_discard("voiceops.calls", channel)
+    assert seen[0]["what"] == "started" and seen[0]["type"] == "call.update"
+    assert "+14155550100" not in json.dumps(seen)  # the caller's number is masked
+    kinds = [m["event"]["kind"] for m in seen if m["what"] == "event"]
+    assert "agent" in kinds and "caller" in kinds
