@@ -126,12 +126,22 @@ def shutdown_tracing(timeout_ms: int = FLUSH_TIMEOUT_MS) -> None:
             with contextlib.suppress(Exception):
                 instrumentor.uninstrument()
         _instrumentors.clear()
-    if provider is not None:
-        try:
-            provider.force_flush(timeout_ms)
-            provider.shutdown()
-        except Exception:
-            log.exception("tracing: shutdown failed")
+    if provider is None:
+        return
+    # The SDK's flush ignores its timeout, and a missing collector is retried for OTEL_EXPORTER_OTLP_TIMEOUT
+    # (10 s): bound the wait here. Shutting down exports what is still queued.
+    worker = threading.Thread(target=_shutdown_provider, args=(provider,), name="otel-shutdown", daemon=True)
+    worker.start()
+    worker.join(timeout_ms / 1000)
+    if worker.is_alive():
+        log.warning("tracing: spans not exported within %d ms at stop; giving up on them", timeout_ms)
+
+
+def _shutdown_provider(provider: TracerProvider) -> None:
+    try:
+        provider.shutdown()
+    except Exception:
+        log.exception("tracing: shutdown failed")
 
 
 def _exporter_names(env: Mapping[str, str]) -> set[str]:
