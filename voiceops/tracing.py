@@ -11,6 +11,7 @@ Span attributes never carry phone numbers (masked) or secrets (dropped); see `sa
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import logging
 import os
@@ -61,6 +62,7 @@ _lock = threading.Lock()
 _provider: TracerProvider | None = None
 _tracer: trace.Tracer | None = None
 _instrumentors: list[Any] = []
+_exit_hook_registered = False
 
 
 # --- configuration ------------------------------------------------------------------------------------
@@ -86,7 +88,7 @@ def configure_tracing(*, span_processor: SpanProcessor | None = None) -> bool:
     Call it before Django builds its request handler (the Django instrumentation adds a middleware).
     `span_processor` replaces the batching OTLP export the environment describes (tests).
     """
-    global _provider, _tracer
+    global _provider, _tracer, _exit_hook_registered
     with _lock:
         if _provider is not None or _tracer is not None:
             return True
@@ -107,6 +109,10 @@ def configure_tracing(*, span_processor: SpanProcessor | None = None) -> bool:
         _set_propagators()
         _provider, _tracer = provider, provider.get_tracer(TRACER_NAME)
         _instrument_libraries(provider)
+        if not _exit_hook_registered:
+            # Instead of the SDK's own exit hook, which can wait 10 s and more on a missing collector.
+            atexit.register(shutdown_tracing)
+            _exit_hook_registered = True
         log.info("tracing on: service %s, instrumented %s", provider.resource.attributes.get("service.name"),
                  ", ".join(type(i).__name__ for i in _instrumentors) or "nothing")
         return True
@@ -118,7 +124,7 @@ def tracing_enabled() -> bool:
 
 def shutdown_tracing(timeout_ms: int = FLUSH_TIMEOUT_MS) -> None:
     """Export what is buffered (bounded by `timeout_ms`), stop exporting and remove the instrumentation.
-    The bridge calls it on stop: its hard exit path skips atexit handlers."""
+    Runs at interpreter exit (daphne and runbridge both exit normally after SIGTERM and the drain)."""
     global _provider, _tracer
     with _lock:
         provider, _provider, _tracer = _provider, None, None
@@ -153,7 +159,7 @@ def _build_provider(span_processor: SpanProcessor | None) -> TracerProvider:
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
     # The sampler comes from OTEL_TRACES_SAMPLER (default: parent-based, always on).
-    provider = TracerProvider(resource=build_resource(), id_generator=AwsXRayIdGenerator())
+    provider = TracerProvider(resource=build_resource(), id_generator=AwsXRayIdGenerator(), shutdown_on_exit=False)
     if span_processor is not None:
         provider.add_span_processor(_DropOrphanNoise(span_processor))
         return provider

@@ -3,14 +3,27 @@ sidecar at 127.0.0.1:4317), and a missing collector never holds the process up a
 
 from __future__ import annotations
 
+import os
 import socket
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from tests.tracing.otlp_collector import FakeCollector, running_collector
 from voiceops import tracing
+
+ROOT = Path(__file__).resolve().parents[2]
+# A process that traces one step and exits normally, as daphne and runbridge do after SIGTERM.
+ONE_SPAN_AND_EXIT = """
+from voiceops import tracing
+assert tracing.configure_tracing()
+with tracing.call_span("call.end", end_reason="caller_hangup"):
+    pass
+"""
 
 
 @pytest.fixture
@@ -56,3 +69,27 @@ def test_a_missing_collector_does_not_hold_up_the_stop(monkeypatch: pytest.Monke
     tracing.shutdown_tracing(timeout_ms=500)
 
     assert time.monotonic() - started < 2
+
+
+def run_and_exit(endpoint: str) -> float:
+    env = {key: value for key, value in os.environ.items() if not key.startswith("OTEL_")}
+    env.update(
+        DJANGO_SETTINGS_MODULE="voiceops.settings", OTEL_EXPORTER_OTLP_ENDPOINT=endpoint,
+        OTEL_BSP_SCHEDULE_DELAY="600000",  # no periodic export: only the exit can send the span
+    )
+    started = time.monotonic()
+    subprocess.run([sys.executable, "-c", ONE_SPAN_AND_EXIT], cwd=ROOT, env=env, check=True, timeout=60)
+    return time.monotonic() - started
+
+
+def test_a_normal_exit_exports_the_last_spans(collector: FakeCollector) -> None:
+    run_and_exit(collector.endpoint)
+
+    assert [s.name for s in collector.spans()] == ["call.end"]
+
+
+def test_a_normal_exit_with_no_collector_is_not_held_up() -> None:
+    with_collector_missing = run_and_exit(f"http://127.0.0.1:{closed_port()}")
+
+    # Interpreter start-up plus at most FLUSH_TIMEOUT_MS; the SDK's own exit hook would retry for 10 s.
+    assert with_collector_missing < 3 + tracing.FLUSH_TIMEOUT_MS / 1000
