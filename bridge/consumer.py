@@ -34,6 +34,7 @@ from bridge.tools import ToolCallContext, run_http_tool
 from bridge.upstream import open_realtime
 from calls import services, stream_token
 from calls.models import Call
+from voiceops.tracing import INVALID_SPAN, call_span
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +87,7 @@ class MediaStreamConsumer(AsyncWebsocketConsumer):
         self.seq = 0
         self.t0 = time.monotonic()
         self.tasks: set[asyncio.Task[Any]] = set()
+        self.trace_span = INVALID_SPAN  # the call's first span; later steps hang under it
         if state.draining:
             log.info("stream refused: bridge is draining")
             await self.close(code=CLOSE_UNAVAILABLE, reason="bridge is draining")
@@ -145,6 +147,13 @@ class MediaStreamConsumer(AsyncWebsocketConsumer):
 
     # --- call start -------------------------------------------------------------------------------------
     async def _on_start(self, start: tw.Start) -> None:
+        # Tasks spawned in here (the OpenAI session, hence tool calls) inherit this span as their parent.
+        with call_span("call.start", call_sid=start.call_sid, stream_sid=start.stream_sid) as span:
+            if self.call is None:
+                self.trace_span = span
+            await self._start(start)
+
+    async def _start(self, start: tw.Start) -> None:
         if self.call is not None:
             await self._reject(CLOSE_PROTOCOL, "second start on one stream")
             return
@@ -328,6 +337,11 @@ class MediaStreamConsumer(AsyncWebsocketConsumer):
         if self.ending or self.call is None:
             return
         self.ending = reason
+        with call_span("call.end", parent=self.trace_span, call_sid=self._sid, end_reason=reason,
+                       duration_s=int(time.monotonic() - self.t0)):
+            await self._finish(reason, after_playback, close_twilio)
+
+    async def _finish(self, reason: str, after_playback: bool, close_twilio: bool) -> None:
         if after_playback and self.playback.is_playing and not self.closed:
             await self.send(text_data=tw.mark_message(self.stream_sid, "end"))
             with contextlib.suppress(TimeoutError):

@@ -8,6 +8,7 @@ bounded, so an outage that outlasts it costs the oldest transcript lines (counte
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 from collections import deque
 from typing import Any
@@ -78,7 +79,8 @@ class EventSink:
         loop = asyncio.get_running_loop()
         if self._task is None or self._task.done() or self._task.get_loop() is not loop:
             self._wake = asyncio.Event()  # an Event binds to the loop that first waits on it
-            self._task = loop.create_task(self._run(), name="event-sink")
+            # A fresh context: the writer outlives the call that started it, and must not run inside its trace.
+            self._task = loop.create_task(self._run(), name="event-sink", context=contextvars.Context())
 
     async def _run(self) -> None:
         while True:

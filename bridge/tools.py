@@ -60,6 +60,9 @@ from urllib.parse import urlsplit
 
 import jsonschema
 from django.conf import settings
+from opentelemetry.trace import SpanKind, Status, StatusCode
+
+from voiceops.tracing import call_span
 
 log = logging.getLogger(__name__)
 
@@ -97,8 +100,23 @@ class ToolError(Exception):
 
 async def run_http_tool(spec: dict[str, Any], arguments_json: str, call_context: ToolCallContext) -> str:
     """Run one HTTP tool call; always returns the JSON string for `function_call_output`."""
-    started = time.monotonic()
     name = str(spec.get("name", ""))
+    # Name and outcome only: arguments may hold what the caller said (names, numbers).
+    with call_span(f"tool.{name}", kind=SpanKind.CLIENT, tool=name, call_sid=call_context.call_sid,
+                   config_id=call_context.config_id, call_id=call_context.call_id) as span:
+        output = await _run_http_tool(name, spec, arguments_json, call_context)
+        span.set_attribute("tool.ok", output["ok"])
+        if "status" in output:
+            span.set_attribute("http.response.status_code", output["status"])
+        if not output["ok"]:
+            span.set_status(Status(StatusCode.ERROR, "tool call failed"))
+    return json.dumps(output, ensure_ascii=False)
+
+
+async def _run_http_tool(
+    name: str, spec: dict[str, Any], arguments_json: str, call_context: ToolCallContext
+) -> dict[str, Any]:
+    started = time.monotonic()
     try:
         status, result = await _call_tool(spec, arguments_json, call_context)
         output: dict[str, Any] = {"ok": True, "status": status, "result": result}
@@ -122,7 +140,7 @@ async def run_http_tool(spec: dict[str, Any], arguments_json: str, call_context:
         outcome,
         elapsed_ms,
     )
-    return json.dumps(output, ensure_ascii=False)
+    return output
 
 
 async def _call_tool(spec: dict[str, Any], arguments_json: str, context: ToolCallContext) -> tuple[int, Any]:

@@ -2,9 +2,15 @@
 
 import os
 
+import django
 from django.core.asgi import get_asgi_application
 
+from voiceops.tracing import configure_tracing
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "voiceops.settings")
+django.setup(set_prefix=False)  # logging configured first, so tracing can say whether it is on
+# Off unless OTEL_* asks; before the handler is built, as the Django instrumentation adds a middleware.
+configure_tracing()
 django_asgi_app = get_asgi_application()  # sets Django up before the consumers import models
 
 from channels.auth import AuthMiddlewareStack  # noqa: E402

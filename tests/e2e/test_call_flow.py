@@ -130,8 +130,8 @@ async def test_barge_in_clears_twilio_and_truncates_at_what_the_caller_heard(
     # What was heard, from marks: never more than the item's 6 s, and close to what was really played.
     assert truncate["audio_end_ms"] < 6000
     assert heard_ms - 250 <= truncate["audio_end_ms"] <= heard_ms + 600, (heard_ms, truncate)
-    call_row = await asyncio.to_thread(lambda: Call.objects.get(twilio_call_sid=params["CallSid"]))
-    await asyncio.to_thread(wait_for, lambda: CallEvent.objects.filter(call=call_row, kind="barge_in").exists())
+    call_row = Call.objects.get(twilio_call_sid=params["CallSid"])
+    wait_for(lambda: CallEvent.objects.filter(call=call_row, kind="barge_in").exists())
 
 
 async def test_end_call_tool_ends_the_call_and_twilio_hangs_up(
@@ -147,8 +147,8 @@ async def test_end_call_tool_ends_the_call_and_twilio_hangs_up(
         assert await call.wait_closed(15), "the bridge did not close the stream after end_call"
     assert call.result.closed_by_server
     assert fresh_sim.errors == []
-    row = await asyncio.to_thread(lambda: wait_for(
-        lambda: Call.objects.filter(twilio_call_sid=params["CallSid"], ended_at__isnull=False).first()))
+    row = wait_for(
+        lambda: Call.objects.filter(twilio_call_sid=params["CallSid"], ended_at__isnull=False).first())
     assert row.end_reason == Call.EndReason.AGENT_ENDED
     assert bytes(call.result.agent_audio) == agent_audio(600, fresh_sim.pacing.pattern)
     after = await asyncio.to_thread(stream_ended_twiml, bridge, params)
@@ -193,8 +193,8 @@ async def test_http_tool_round_trip(bridge: ServerProcess, fresh_sim: RealtimeSi
     assert "X-Voiceops-Signature" in request.headers
     # After the output the bridge asked for the next response, and its audio reached the caller.
     assert bytes(call.result.agent_audio).endswith(agent_audio(500, fresh_sim.pacing.pattern))
-    row = await asyncio.to_thread(Call.objects.get, twilio_call_sid=params["CallSid"])
-    await asyncio.to_thread(wait_for, lambda: CallEvent.objects.filter(call=row, kind="tool_result").exists())
+    row = Call.objects.get(twilio_call_sid=params["CallSid"])
+    wait_for(lambda: CallEvent.objects.filter(call=row, kind="tool_result").exists())
 
 
 @pytest.mark.parametrize("case", ["missing", "forged", "expired", "other_call", "reused"])
@@ -253,8 +253,8 @@ async def test_malformed_twilio_frames_close_with_a_reason_and_the_bridge_lives_
         await call.ws.send('{"event": "media", "media": {"payload": 12}}')
         assert await call.wait_closed(10)
     assert call.result.close_code == 4400 and call.result.close_reason
-    row = await asyncio.to_thread(lambda: wait_for(
-        lambda: Call.objects.filter(twilio_call_sid=params["CallSid"], ended_at__isnull=False).first()))
+    row = wait_for(
+        lambda: Call.objects.filter(twilio_call_sid=params["CallSid"], ended_at__isnull=False).first())
     assert row.end_reason == Call.EndReason.PROTOCOL_ERROR
     with urllib.request.urlopen(bridge.http + "/healthz", timeout=5) as response:
         assert response.status == 200
@@ -276,8 +276,8 @@ async def test_upstream_trouble_ends_the_call_with_an_apology(
     params, call = await open_stream(bridge)
     async with call:
         assert await call.wait_closed(15), "the bridge kept a call with a broken upstream"
-    row = await asyncio.to_thread(lambda: wait_for(
-        lambda: Call.objects.filter(twilio_call_sid=params["CallSid"], ended_at__isnull=False).first()))
+    row = wait_for(
+        lambda: Call.objects.filter(twilio_call_sid=params["CallSid"], ended_at__isnull=False).first())
     assert row.end_reason == Call.EndReason.UPSTREAM_ERROR
     assert row.status == Call.Status.FAILED
     after = await asyncio.to_thread(stream_ended_twiml, bridge, params)
@@ -295,8 +295,8 @@ async def test_twilio_hang_up_closes_the_upstream_session_at_once(
     assert call.ws is not None
     await call.ws.close()  # the caller hangs up without a stop message
     await asyncio.to_thread(wait_for, session.ended.is_set, 3)  # the simulator's own loop owns the event
-    row = await asyncio.to_thread(lambda: wait_for(
-        lambda: Call.objects.filter(twilio_call_sid=params["CallSid"], ended_at__isnull=False).first()))
+    row = wait_for(
+        lambda: Call.objects.filter(twilio_call_sid=params["CallSid"], ended_at__isnull=False).first())
     assert row.end_reason == Call.EndReason.CALLER_HANGUP
 
 
@@ -310,12 +310,16 @@ async def test_live_events_reach_the_dashboard_group_through_redis(
     await layer.group_add("voiceops.calls", channel)
     try:
         fresh_sim.script = Script(turns=[Reply("Hello.", audio_ms=300)], transcripts=["Hi there"])
-        await run_inbound_call(bridge.http, to="+15005550006", from_="+14155550100", auth_token=TWILIO_TOKEN,
-                               utterances=[audio.speech_like(600)], reply_timeout=10)
-        seen: list[dict] = []
+        outcome = await run_inbound_call(bridge.http, to="+15005550006", from_="+14155550100",
+                                         auth_token=TWILIO_TOKEN, utterances=[audio.speech_like(600)],
+                                         reply_timeout=10)
+        sid = outcome.call_params["CallSid"]
+        seen: list[dict] = []  # this call's updates (an earlier test's last update may still arrive)
         async with asyncio.timeout(10):
             while not any(m["what"] == "ended" for m in seen):
-                seen.append(await layer.receive(channel))
+                message = await layer.receive(channel)
+                if message["call"]["sid"] == sid:
+                    seen.append(message)
     finally:
         await layer.group_discard("voiceops.calls", channel)
     assert seen[0]["what"] == "started" and seen[0]["type"] == "call.update"
