@@ -73,7 +73,6 @@ class MediaStreamConsumer(AsyncWebsocketConsumer):
         self.call: Call | None = None
         self.stream_sid = ""
         self.upstream: ClientConnection | None = None
-        self.upstream_task: asyncio.Task[None] | None = None
         self.early_audio: deque[str] = deque(maxlen=EARLY_AUDIO_FRAMES)
         self.playback = PlaybackTracker()
         self.ending: str = ""
