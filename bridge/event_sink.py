@@ -55,6 +55,11 @@ class EventSink:
         self._task: asyncio.Task[None] | None = None
         self._retry_s = 0.0
 
+    @property
+    def pending(self) -> int:
+        """Events and live updates not yet written or published."""
+        return len(self._pending) + len(self._live)
+
     # --- producers (the calls); never await, never raise ---------------------------------------------
     def add(self, call_id: int, event: dict[str, Any], live: dict[str, Any] | None = None) -> None:
         if len(self._pending) >= self.max_buffer:

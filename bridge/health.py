@@ -9,6 +9,7 @@ from django.conf import settings
 from django.db import DatabaseError, connection
 from django.http import HttpRequest, JsonResponse
 
+from bridge.event_sink import sink
 from bridge.lifecycle import state
 
 log = logging.getLogger(__name__)
@@ -17,7 +18,7 @@ _last_check: tuple[float, dict[str, str]] = (0.0, {})
 
 
 def healthz(request: HttpRequest) -> JsonResponse:
-    return JsonResponse({"status": "ok", "active_calls": state.active_calls})
+    return JsonResponse({"status": "ok", "active_calls": state.active_calls, "pending_events": sink.pending})
 
 
 def _check_dependencies() -> dict[str, str]:

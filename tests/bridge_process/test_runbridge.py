@@ -48,7 +48,7 @@ def check_emf_line(doc: dict) -> None:
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
 def test_serves_then_exits_promptly_when_idle(start_bridge: StartBridge, signum: int) -> None:
     bridge = start_bridge("--host", "127.0.0.1", "--metrics", DRAIN_TIMEOUT_S="30")
-    assert get(f"{bridge.http}/healthz") == (200, {"status": "ok", "active_calls": 0})
+    assert get(f"{bridge.http}/healthz") == (200, {"status": "ok", "active_calls": 0, "pending_events": 0})
     assert get(f"{bridge.http}/readyz") == (200, {"status": "ready", "active_calls": 0})
     with urllib.request.urlopen(f"{bridge.http}/static/admin/css/base.css", timeout=3) as response:
         assert response.status == 200 and b"{" in response.read()  # DEBUG: static files are served

@@ -3,6 +3,10 @@ daphne) as a subprocess sharing the test database, with Twilio played by the cal
 
 from __future__ import annotations
 
+import contextlib
+import json
+import time
+import urllib.request
 from collections.abc import Iterator
 
 import pytest
@@ -52,14 +56,29 @@ def bridge(sim: RealtimeSimulator, tls_files: TlsFiles, django_db_setup, django_
         yield server
 
 
+def wait_until_idle(server: ServerProcess, timeout_s: float = 10.0) -> None:
+    """No live call and no unwritten event: only then may the test database be flushed under the bridge
+    (a TRUNCATE racing the bridge's inserts can deadlock)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError, ValueError):
+            with urllib.request.urlopen(server.http + "/healthz", timeout=2) as response:
+                health = json.loads(response.read())
+            if health["active_calls"] == 0 and health["pending_events"] == 0:
+                return
+        time.sleep(0.05)
+
+
 @pytest.fixture
-def agent(transactional_db) -> AgentConfig:
+def agent(transactional_db, request: pytest.FixtureRequest) -> Iterator[AgentConfig]:
     config = AgentConfig.objects.create(
         name="Front desk", instructions="You answer the phone.", greeting="Hello, how can I help?",
         is_default=True, transfer_number="+14155550199",
     )
     config.tools.set(services.ensure_builtin_tools())
-    return config
+    yield config
+    if "bridge" in request.fixturenames:  # torn down before transactional_db flushes the tables
+        wait_until_idle(request.getfixturevalue("bridge"))
 
 
 @pytest.fixture(autouse=True)
