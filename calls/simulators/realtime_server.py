@@ -1007,20 +1007,20 @@ class _ActiveResponse:
             content = [{"type": "output_text", "text": transcript}]
         await session.send({"type": "response.content_part.done", **base, "part": part})
         item.update(status="incomplete" if self.cancel_reason else "completed", content=content)
-        await session.send(
-            {
-                "type": "response.output_item.done",
-                "response_id": self.record.id,
-                "output_index": 0,
-                "item": copy.deepcopy(item),
-            }
-        )
-        if not self.out_of_band:
-            await session.send(
-                {"type": "conversation.item.done", "previous_item_id": None, "item": copy.deepcopy(item)}
-            )
+        await self._item_done(item)
         audio_tokens = round(sent_ms / 1000 * OUTPUT_AUDIO_TOKENS_PER_S)
         await self._finish([item], audio_tokens, max(1, len(transcript) // 4))
+
+    async def _item_done(self, item: dict[str, Any]) -> None:
+        """`response.output_item.done`, and `conversation.item.done` unless the response is out of band."""
+        await self.session.send(
+            {"type": "response.output_item.done", "response_id": self.record.id, "output_index": 0,
+             "item": copy.deepcopy(item)}
+        )
+        if not self.out_of_band:
+            await self.session.send(
+                {"type": "conversation.item.done", "previous_item_id": None, "item": copy.deepcopy(item)}
+            )
 
     async def _stream_function_call(self, call: ToolCall) -> None:
         session = self.session
@@ -1072,18 +1072,7 @@ class _ActiveResponse:
             item.update(status="completed", arguments=arguments)
         else:
             item.update(status="incomplete")
-        await session.send(
-            {
-                "type": "response.output_item.done",
-                "response_id": self.record.id,
-                "output_index": 0,
-                "item": copy.deepcopy(item),
-            }
-        )
-        if not self.out_of_band:
-            await session.send(
-                {"type": "conversation.item.done", "previous_item_id": None, "item": copy.deepcopy(item)}
-            )
+        await self._item_done(item)
         await self._finish([item], 0, max(1, len(arguments) // 4))
 
 
