@@ -933,19 +933,7 @@ class _ActiveResponse:
             "status": "in_progress",
             "content": [],
         }
-        await session.send(
-            {
-                "type": "response.output_item.added",
-                "response_id": self.record.id,
-                "output_index": 0,
-                "item": copy.deepcopy(item),
-            }
-        )
-        if not self.out_of_band:
-            session._add_item(_Item(self.item_id, "message", role="assistant"))
-            await session.send(
-                {"type": "conversation.item.added", "previous_item_id": None, "item": copy.deepcopy(item)}
-            )
+        await self._item_added(item, _Item(self.item_id, "message", role="assistant"))
         part_type = "audio" if audio_out else "text"
         empty_part = {"type": part_type, "transcript": ""} if audio_out else {"type": "text", "text": ""}
         await session.send({"type": "response.content_part.added", **base, "part": empty_part})
@@ -1011,6 +999,18 @@ class _ActiveResponse:
         audio_tokens = round(sent_ms / 1000 * OUTPUT_AUDIO_TOKENS_PER_S)
         await self._finish([item], audio_tokens, max(1, len(transcript) // 4))
 
+    async def _item_added(self, item: dict[str, Any], record: _Item) -> None:
+        """`response.output_item.added`, and the item joins the conversation unless the response is out of band."""
+        await self.session.send(
+            {"type": "response.output_item.added", "response_id": self.record.id, "output_index": 0,
+             "item": copy.deepcopy(item)}
+        )
+        if not self.out_of_band:
+            self.session._add_item(record)
+            await self.session.send(
+                {"type": "conversation.item.added", "previous_item_id": None, "item": copy.deepcopy(item)}
+            )
+
     async def _item_done(self, item: dict[str, Any]) -> None:
         """`response.output_item.done`, and `conversation.item.done` unless the response is out of band."""
         await self.session.send(
@@ -1037,19 +1037,7 @@ class _ActiveResponse:
             "call_id": call_id,
             "arguments": "",
         }
-        await session.send(
-            {
-                "type": "response.output_item.added",
-                "response_id": self.record.id,
-                "output_index": 0,
-                "item": copy.deepcopy(item),
-            }
-        )
-        if not self.out_of_band:
-            session._add_item(_Item(self.item_id, "function_call", call_id=call_id))
-            await session.send(
-                {"type": "conversation.item.added", "previous_item_id": None, "item": copy.deepcopy(item)}
-            )
+        await self._item_added(item, _Item(self.item_id, "function_call", call_id=call_id))
         base = {"response_id": self.record.id, "item_id": self.item_id, "output_index": 0, "call_id": call_id}
         cancelled = await self._pause(session.sim.pacing.first_audio_delay_ms / 1000)
         if not cancelled:
