@@ -14,6 +14,10 @@ BUILTIN_TOOLS = ("end_call", "transfer_call")
 
 
 class AgentConfig(models.Model):
+    class Engine(models.TextChoices):
+        REALTIME = "realtime", "OpenAI Realtime (token billed)"
+        LIVE = "live", "GPT-Live (billed per minute)"
+
     class TurnDetection(models.TextChoices):
         SERVER_VAD = "server_vad", "Server VAD (silence based)"
         SEMANTIC_VAD = "semantic_vad", "Semantic VAD (meaning based)"
@@ -33,7 +37,8 @@ class AgentConfig(models.Model):
     instructions = models.TextField(help_text="The system prompt: who the agent is and how it behaves.")
     greeting = models.TextField(blank=True, help_text="What the agent says first. Empty: it waits for the caller.")
     voice = models.CharField(max_length=20, choices=[(v, v) for v in VOICES], default="marin")
-    model = models.CharField(max_length=100, default="gpt-realtime", validators=[validators.validate_model_name])
+    engine = models.CharField(max_length=10, choices=Engine.choices, default=Engine.REALTIME)
+    model = models.CharField(max_length=100, default="gpt-realtime-2.1", validators=[validators.validate_model_name])
     speed = models.FloatField(default=1.0, validators=[MinValueValidator(0.25), MaxValueValidator(1.5)])
     turn_detection = models.CharField(max_length=20, choices=TurnDetection.choices, default=TurnDetection.SERVER_VAD)
     vad_threshold = models.FloatField(
@@ -62,6 +67,9 @@ class AgentConfig(models.Model):
     transfer_number = models.CharField(
         max_length=16, blank=True, validators=[validators.validate_e164],
         help_text="Where transfer_call sends the caller (E.164).",
+    )
+    record_calls = models.BooleanField(
+        default=False, help_text="Keep a stereo WAV of each call (left: caller, right: agent).",
     )
     is_active = models.BooleanField(default=True)
     is_default = models.BooleanField(default=False, help_text="Used when the dialled number has no route.")
@@ -166,6 +174,10 @@ class Call(models.Model):
 
     TERMINAL = frozenset({"completed", "failed", "busy", "no_answer", "canceled"})
 
+    class Direction(models.TextChoices):
+        INBOUND = "inbound", "Inbound"
+        OUTBOUND = "outbound", "Outbound"
+
     class EndReason(models.TextChoices):
         CALLER_HANGUP = "caller_hangup", "Caller hung up"
         AGENT_ENDED = "agent_ended", "Agent ended the call"
@@ -178,6 +190,11 @@ class Call(models.Model):
         STREAM_LOST = "stream_lost", "Media stream lost"
 
     twilio_call_sid = models.CharField(max_length=64, unique=True)
+    direction = models.CharField(max_length=10, choices=Direction.choices, default=Direction.INBOUND)
+    engine = models.CharField(max_length=10, choices=AgentConfig.Engine.choices, blank=True)
+    is_test = models.BooleanField(
+        default=False, help_text="A test or load call: kept out of the headline figures.",
+    )
     account_sid = models.CharField(max_length=64, blank=True)
     stream_sid = models.CharField(max_length=64, blank=True)
     from_number = models.CharField(max_length=32, blank=True)
@@ -199,6 +216,10 @@ class Call(models.Model):
     input_tokens = models.PositiveIntegerField(default=0)
     output_tokens = models.PositiveIntegerField(default=0)
     usage = models.JSONField(default=dict, blank=True, help_text="Summed usage from response.done events.")
+    cost_usd = models.DecimalField(
+        max_digits=10, decimal_places=4, null=True, blank=True, help_text="Estimated OpenAI cost of the call.",
+    )
+    recording = models.FileField(upload_to="recordings/%Y/%m/", blank=True)
 
     class Meta:
         ordering = ["-created_at"]

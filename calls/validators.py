@@ -31,8 +31,10 @@ def validate_https_url(value: str) -> None:
 
 
 def validate_model_name(value: str) -> None:
-    if not re.match(r"^gpt-[a-z0-9.\-]*realtime[a-z0-9.\-]*$", value or ""):
-        raise ValidationError("%(value)s is not a Realtime model (e.g. gpt-realtime).", params={"value": value})
+    if not re.match(r"^gpt-[a-z0-9.\-]*(realtime|live)[a-z0-9.\-]*$", value or ""):
+        raise ValidationError(
+            "%(value)s is not an OpenAI voice model (e.g. gpt-realtime-2.1 or gpt-live-1.1).", params={"value": value}
+        )
 
 
 def empty_parameters_schema() -> dict[str, Any]:

@@ -183,6 +183,8 @@ SESSION_COOKIE_HTTPONLY = True
 OPENAI_API_KEY: str = env.str("OPENAI_API_KEY", default="")
 OPENAI_REALTIME_URL: str = env.str("OPENAI_REALTIME_URL", default="wss://api.openai.com/v1/realtime")
 OPENAI_REALTIME_MODEL: str = env.str("OPENAI_REALTIME_MODEL", default="gpt-realtime")
+OPENAI_LIVE_URL: str = env.str("OPENAI_LIVE_URL", default="wss://api.openai.com/v1/live/sessions")
+TWILIO_API_BASE_URL: str = env.str("TWILIO_API_BASE_URL", default="https://api.twilio.com")
 TWILIO_ACCOUNT_SID: str = env.str("TWILIO_ACCOUNT_SID", default="")
 TWILIO_AUTH_TOKEN: str = env.str("TWILIO_AUTH_TOKEN", default="")
 if not DEBUG and not TWILIO_AUTH_TOKEN and COMPONENT in {"bridge", "webhook"}:

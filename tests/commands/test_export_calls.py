@@ -57,7 +57,7 @@ def test_jsonl_one_record_per_call_with_events_in_order(make_call, run, default_
         "id": default_config.pk,
         "name": "Front desk",
         "revision": 1,
-        "model": "gpt-realtime",
+        "model": "gpt-realtime-2.1",
     }
     assert record["status"] == "completed"
     assert record["end_reason"] == "caller_hangup"

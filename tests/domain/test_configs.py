@@ -117,7 +117,7 @@ def test_snapshot_with_server_vad_and_defaults(config):
     assert snapshot["config_id"] == config.pk
     assert snapshot["name"] == "Front desk"
     assert snapshot["revision"] == 1
-    assert snapshot["model"] == "gpt-realtime"
+    assert snapshot["model"] == "gpt-realtime-2.1"
     assert snapshot["voice"] == "marin"
     assert snapshot["greeting"] == "Hello!"
     assert snapshot["turn_detection"] == {

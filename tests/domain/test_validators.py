@@ -52,7 +52,7 @@ def test_https_url_rejects(url, message):
 
 
 @pytest.mark.parametrize(
-    "name", ["gpt-realtime", "gpt-realtime-2025-08-28", "gpt-realtime-mini", "gpt-4o-realtime-preview"]
+    "name", ["gpt-realtime", "gpt-realtime-2025-08-28", "gpt-realtime-mini", "gpt-4o-realtime-preview", "gpt-live-1.1"]
 )
 def test_realtime_model_names(name):
     validators.validate_model_name(name)
@@ -60,7 +60,7 @@ def test_realtime_model_names(name):
 
 @pytest.mark.parametrize("name", ["gpt-4o", "whisper-1", "", "GPT-REALTIME", "gpt-realtime; drop"])
 def test_non_realtime_model_names(name):
-    with pytest.raises(ValidationError, match="not a Realtime model"):
+    with pytest.raises(ValidationError, match="not an OpenAI voice model"):
         validators.validate_model_name(name)
 
 

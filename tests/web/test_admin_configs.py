@@ -150,7 +150,7 @@ def test_default_config_must_be_active(admin_client, front_desk):
     [
         ("voice", "nova", "Select a valid choice. nova is not one of the available choices."),
         ("transfer_number", "415-555-0123", "is not an E.164 number"),
-        ("model", "gpt-4o", "is not a Realtime model"),
+        ("model", "gpt-4o", "is not an OpenAI voice model"),
         ("speed", "3", "Ensure this value is less than or equal to 1.5."),
         ("max_call_minutes", "90", "Ensure this value is less than or equal to 58."),
     ],
