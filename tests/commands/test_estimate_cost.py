@@ -67,7 +67,7 @@ def test_recorded_usage_by_modality_and_cache(recorded, run):
     assert rows["audio output"] == (1400, Decimal("0.0896"))
     assert rows["total"] == (3500, Decimal("0.1373"))
     assert "Recorded usage: 2 call(s), since 2026-03-01" in out
-    assert "models: gpt-realtime (2)" in out
+    assert "models: gpt-realtime-2.1 (2)" in out
     assert "1 call(s) without token details" in out
     assert "per call: $0.0687" in out
     assert "per minute: $0.0458 over 3.0 min" in out
