@@ -329,7 +329,7 @@ def call_cost(
 
     Realtime: the summed `response.done` usage at the model's token prices, plus input transcription
     (billed per minute of caller audio: `usage["transcription"]["seconds"]` when the bridge reports it,
-    else the caller's assumed share of the call).
+    else the caller's assumed share of the call; none when the session produced no usage at all).
     GPT-Live: billed seconds at $/min (`usage["seconds"]`, the session's final usage, when reported; else the
     call's duration), plus backend tokens (`usage["backend"]`, a summed Responses usage with an optional
     `model`) at the backend model's prices.
@@ -351,7 +351,7 @@ def call_cost(
     tally = TokenTally()
     tally.add_usage(usage)
     cost = sum(token_cost(tally.tokens, table.realtime_model(model)).values(), Decimal(0))
-    if transcription_model:
+    if transcription_model and (sum(tally.tokens.values()) or "transcription" in usage):
         reported = (usage.get("transcription") or {}).get("seconds")
         caller_seconds = Decimal(str(reported)) if reported is not None else seconds * DEFAULT_CALLER_SHARE
         cost += caller_seconds / 60 * table.transcription_model(transcription_model)
