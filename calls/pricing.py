@@ -179,7 +179,7 @@ def parse_prices(text: str, region: str = DEFAULT_REGION, country: str = DEFAULT
     def table(path: str, fields: tuple[str, ...], nested: bool = False) -> dict[str, Any]:
         result: dict[str, Any] = {}
         for key, entry in _section(data, path).items():
-            if isinstance(entry, dict) and "source" not in entry:
+            if isinstance(entry, dict) and entry and all(isinstance(v, dict) for v in entry.values()):
                 continue  # a sub-table (e.g. aws.<region>.rds_instance_hour), read on its own
             values, price = _line(f"{path}.{key}", entry, fields)
             lines.append(price)
