@@ -594,6 +594,12 @@ def group_totals(lines: list[Line]) -> dict[str, Decimal]:
     return totals
 
 
+def twilio_per_minute(table: PriceTable, *, outbound: bool = False) -> Decimal:
+    """Twilio USD per call-minute: the voice minute plus the Media Stream (numbers and rounding aside)."""
+    voice = table.twilio["outbound_minute" if outbound else "inbound_minute"]
+    return voice + table.twilio["media_stream_minute"]
+
+
 def openai_per_minute(
     table: PriceTable,
     engine: str,

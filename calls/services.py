@@ -162,6 +162,25 @@ def config_snapshot(config: AgentConfig) -> dict[str, Any]:
     }
 
 
+def prompt_tokens(config: AgentConfig | None) -> int:
+    """A config's instructions, greeting and tool descriptions in tokens (≈ characters ÷ 4, at least 500)."""
+    if config is None or config.pk is None:
+        return 500
+    text = config.instructions + config.greeting + "".join(t.description for t in config.tools.all())
+    return max(500, len(text) // 4)
+
+
+def config_minute_cost(config: AgentConfig) -> tuple[Decimal, Decimal]:
+    """(OpenAI, Twilio inbound) USD per minute of a typical call on this config's engine and model.
+    Raises pricing.PriceError when the price table does not know the model."""
+    table = pricing.load_prices()
+    openai = pricing.openai_per_minute(
+        table, config.engine, config.model, prompt_tokens=prompt_tokens(config),
+        transcription_model=config.transcription_model if config.transcription_enabled else None,
+    )
+    return openai, pricing.twilio_per_minute(table)
+
+
 # --- calls ---------------------------------------------------------------------------------------------
 
 def start_call(call_sid: str, account_sid: str, from_number: str, to_number: str,

@@ -23,7 +23,7 @@ from django.utils import timezone
 from calls import pricing
 from calls.management.commands._maintenance import parse_window
 from calls.models import AgentConfig, Call
-from calls.services import call_cost_usd, call_engine
+from calls.services import call_cost_usd, call_engine, prompt_tokens
 
 LABELS = {
     "text_input": "text input",
@@ -214,7 +214,7 @@ class Command(BaseCommand):
         )
         prompt = options["prompt_tokens"]
         if prompt is None:
-            prompt = default_prompt_tokens(config)
+            prompt = prompt_tokens(config)
         prices = {**table.realtime_model(model), **overrides} if engine == "realtime" else None
         work = pricing.Workload(
             calls=calls, minutes=minutes, engine=engine, model=model,
@@ -351,10 +351,3 @@ class Command(BaseCommand):
             )
             self.stdout.write(f"per call: ${(grand / work.calls).quantize(CENT, ROUND_HALF_UP)}")
 
-
-def default_prompt_tokens(config: AgentConfig | None) -> int:
-    """The default config's instructions, greeting and tool descriptions in tokens (≈ characters ÷ 4)."""
-    if config is None:
-        return 500
-    text = config.instructions + config.greeting + "".join(t.description for t in config.tools.all())
-    return max(500, len(text) // 4)
