@@ -8,21 +8,10 @@ import pytest
 from django.core.management.base import CommandError
 
 from calls.pricing import TokenTally, forecast_tokens
+from tests.conftest import DETAILED_USAGE
 
 pytestmark = pytest.mark.django_db
 
-DETAILED = {
-    "input_tokens": 1000,
-    "output_tokens": 500,
-    "total_tokens": 1500,
-    "input_token_details": {
-        "text_tokens": 400,
-        "audio_tokens": 600,
-        "cached_tokens": 300,
-        "cached_tokens_details": {"text_tokens": 100, "audio_tokens": 200},
-    },
-    "output_token_details": {"text_tokens": 100, "audio_tokens": 400},
-}
 
 
 def month(out: str) -> dict[str, tuple[Decimal, Decimal]]:
@@ -57,7 +46,7 @@ def table(out: str) -> dict[str, tuple[int, Decimal]]:
 @pytest.fixture
 def recorded(make_call):
     make_call(
-        usage=DETAILED,
+        usage=DETAILED_USAGE,
         input_tokens=1000,
         output_tokens=500,
         duration_s=60,
@@ -71,7 +60,7 @@ def recorded(make_call):
         duration_s=120,
         created=datetime(2026, 3, 3, tzinfo=UTC),
     )
-    make_call(usage=DETAILED, duration_s=600, created=datetime(2026, 2, 1, tzinfo=UTC))  # outside --since
+    make_call(usage=DETAILED_USAGE, duration_s=600, created=datetime(2026, 2, 1, tzinfo=UTC))  # outside --since
 
 
 def test_recorded_usage_by_modality_and_cache(recorded, run):
@@ -93,8 +82,8 @@ def test_recorded_usage_by_modality_and_cache(recorded, run):
 
 
 def test_recorded_calls_price_each_model_at_its_own_prices(make_call, run, default_config):
-    make_call(usage=DETAILED, duration_s=60)
-    mini = make_call(usage=DETAILED, duration_s=60)
+    make_call(usage=DETAILED_USAGE, duration_s=60)
+    mini = make_call(usage=DETAILED_USAGE, duration_s=60)
     mini.config_snapshot = {**mini.config_snapshot, "model": "gpt-realtime-2.1-mini"}
     mini.save()
 
@@ -108,7 +97,7 @@ def test_recorded_calls_price_each_model_at_its_own_prices(make_call, run, defau
 def test_recorded_calls_make_a_monthly_estimate(make_call, run):
     # Two 3-minute calls in a 2-day window: 30 calls a month; OpenAI at the recorded cost, scaled x15.
     for day in (2, 3):
-        make_call(usage=DETAILED, duration_s=180, created=datetime(2026, 3, day, 12, tzinfo=UTC))
+        make_call(usage=DETAILED_USAGE, duration_s=180, created=datetime(2026, 3, day, 12, tzinfo=UTC))
 
     out, _ = run("estimate_cost", "--since", "2026-03-02", "--until", "2026-03-03", "--stage", "dev")
 

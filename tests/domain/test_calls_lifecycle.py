@@ -10,7 +10,7 @@ import pytest
 
 from calls import services
 from calls.models import Call, CallEvent
-from tests.conftest import new_call_sid
+from tests.conftest import DETAILED_USAGE, new_call_sid
 
 pytestmark = pytest.mark.django_db
 
@@ -138,16 +138,6 @@ def test_finish_call_keeps_twilios_duration_and_status(call):
     assert (call.status, call.duration_s, call.ended_at) == (Call.Status.COMPLETED, 42, T0)
     assert call.end_reason == Call.EndReason.AGENT_ENDED
 
-
-DETAILED_USAGE = {
-    "input_tokens": 1000,
-    "output_tokens": 500,
-    "input_token_details": {
-        "text_tokens": 400, "audio_tokens": 600, "cached_tokens": 300,
-        "cached_tokens_details": {"text_tokens": 100, "audio_tokens": 200},
-    },
-    "output_token_details": {"text_tokens": 100, "audio_tokens": 400},
-}
 
 
 def test_finish_call_stores_the_realtime_cost(call):

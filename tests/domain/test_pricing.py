@@ -10,19 +10,9 @@ import pytest
 
 from calls import pricing
 from calls.pricing import PriceError
+from tests.conftest import DETAILED_USAGE
 
 D = Decimal
-DETAILED = {
-    "input_tokens": 1000,
-    "output_tokens": 500,
-    "input_token_details": {
-        "text_tokens": 400,
-        "audio_tokens": 600,
-        "cached_tokens": 300,
-        "cached_tokens_details": {"text_tokens": 100, "audio_tokens": 200},
-    },
-    "output_token_details": {"text_tokens": 100, "audio_tokens": 400},
-}
 
 
 @pytest.fixture(scope="module")
@@ -100,23 +90,25 @@ def test_unknown_models_are_errors_naming_the_known_ones(table):
 def test_realtime_call_cost_is_tokens_at_the_models_prices_plus_transcription(table):
     # Uncached: text 300, audio 400; cached: text 100, audio 200; output: text 100, audio 400.
     # 300x4 + 100x0.4 + 100x24 + 400x32 + 200x0.4 + 400x64 = 42,120 micro-$ = $0.04212.
-    tokens_only = pricing.call_cost(table, engine="realtime", model="gpt-realtime-2.1", usage=DETAILED,
+    tokens_only = pricing.call_cost(table, engine="realtime", model="gpt-realtime-2.1", usage=DETAILED_USAGE,
                                     duration_s=60)
     assert tokens_only == D("0.04212")
     # Transcription of the caller's assumed 40 % of 60 s = 0.4 min x $0.003.
     with_transcription = pricing.call_cost(
-        table, engine="realtime", model="gpt-realtime-2.1", usage=DETAILED, duration_s=60,
+        table, engine="realtime", model="gpt-realtime-2.1", usage=DETAILED_USAGE, duration_s=60,
         transcription_model="gpt-4o-mini-transcribe",
     )
     assert with_transcription == D("0.04212") + D("0.0012")
     # Reported transcription seconds win: 30 s = 0.5 min x $0.003.
     reported = pricing.call_cost(
-        table, engine="realtime", model="gpt-realtime-2.1", usage={**DETAILED, "transcription": {"seconds": 30}},
+        table, engine="realtime", model="gpt-realtime-2.1", usage={**DETAILED_USAGE, "transcription": {"seconds": 30}},
         duration_s=60, transcription_model="gpt-4o-mini-transcribe",
     )
     assert reported == D("0.04212") + D("0.0015")
     # The mini model: 300x0.6 + 100x0.06 + 100x2.4 + 400x10 + 200x0.3 + 400x20 = 12,486 micro-$.
-    mini = pricing.call_cost(table, engine="realtime", model="gpt-realtime-2.1-mini", usage=DETAILED, duration_s=60)
+    mini = pricing.call_cost(
+        table, engine="realtime", model="gpt-realtime-2.1-mini", usage=DETAILED_USAGE, duration_s=60
+    )
     assert mini == D("0.012486")
 
 
