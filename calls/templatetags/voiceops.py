@@ -48,7 +48,7 @@ def pretty_json(value: Any) -> str:
 
 @register.filter
 def usd(amount: Any) -> str:
-    """An estimated cost → "$0.0433" (four places: calls cost cents); empty when there is no estimate."""
+    """An estimated cost in dollars to four places (calls cost cents); empty when there is no estimate."""
     if amount is None or amount == "":
         return ""
     try:
