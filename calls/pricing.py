@@ -66,10 +66,10 @@ class PriceError(ValueError):
 
 @dataclass(frozen=True)
 class Price:
-    """One line of the table: `usd` per one `unit`."""
+    """One line of the table: its figures in USD per one `unit` (one `usd`, or one per token category)."""
 
     name: str
-    usd: Decimal
+    values: Mapping[str, Decimal]
     unit: str
     source: str
     date: str
@@ -146,9 +146,8 @@ def _line(name: str, entry: Any, fields: tuple[str, ...]) -> tuple[dict[str, Dec
         if key not in entry:
             raise PriceError(f"{name}: missing {key}")
         values[key] = _number(entry[key], f"{name}.{key}") / per
-    first = values[fields[0]]
     unit = entry.get("unit", "1M tokens" if fields != ("usd",) else "")
-    price = Price(name, first, unit, entry["source"], entry["date"], entry.get("note", ""))
+    price = Price(name, values, unit, entry["source"], entry["date"], entry.get("note", ""))
     return values, price
 
 
