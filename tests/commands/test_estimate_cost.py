@@ -241,6 +241,18 @@ def test_forecast_warns_when_the_bridge_cannot_scale_that_far(run, default_confi
     assert "WARNING: the busy hours need 4 bridge tasks, more than bridge_max_tasks (3)" in out
 
 
+def test_sources_lists_every_price_with_its_provenance(run, db):
+    out, _ = run("estimate_cost", "--sources")
+
+    lines = out.splitlines()
+    assert len(lines) >= 40 and all("https://" in line and re.search(r", \d{4}-\d{2}-\d{2}", line) for line in lines)
+    assert (
+        "aws.us-east-1.lambda_requests: usd 0.0000002 USD per request; https://aws.amazon.com/lambda/pricing/, "
+        in out
+    )
+    assert "openai.live.gpt-live-1.1: usd 0.05 USD per session minute;" in out
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [

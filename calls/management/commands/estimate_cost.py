@@ -122,6 +122,8 @@ class Command(BaseCommand):
                             help="Which CDK stage's AWS baseline to price (default prod).")
         parser.add_argument("--region", default=pricing.DEFAULT_REGION,
                             help=f"AWS region of the prices (default {pricing.DEFAULT_REGION}).")
+        parser.add_argument("--sources", action="store_true",
+                            help="List every price with its source and date (calls/prices.toml), then stop.")
         parser.add_argument("--endpoints", action="store_true",
                             help="Count the interface VPC endpoints (the CDK context choice; off by default).")
         parser.add_argument(
@@ -175,6 +177,12 @@ class Command(BaseCommand):
             )
         except pricing.PriceError as exc:
             raise CommandError(str(exc)) from None
+        if options["sources"]:
+            for line in table.lines:
+                figures = ", ".join(f"{key} {value.normalize():f}" for key, value in line.values.items())
+                note = f" ({line.note})" if line.note else ""
+                self.stdout.write(f"{line.name}: {figures} USD per {line.unit}; {line.source}, {line.date}{note}")
+            return
         if options["calls_per_task"] < 1 or options["numbers"] < 0:
             raise CommandError("--calls-per-task must be at least 1 and --numbers at least 0")
         overrides = {k: options[f"price_{k}"] for k in LABELS if options[f"price_{k}"] is not None}
