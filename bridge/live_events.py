@@ -59,7 +59,7 @@ form of the SDK's `TranscriptGrouper` rules (openai.lib.live):
 
     lines = TranscriptLines()
     for line in lines.add(delta): store(line)     # TranscriptLine(role, text, start_ms, end_ms)
-    for line in lines.flush(): store(line)        # at session.closed / hang-up
+    for line in lines.flush(): store(line)        # at session.closed / hang-up (finishes the open line)
 
 - fragments of one speaker are appended in arrival order, as sent (they carry their own spaces);
 - a caller fragment ends the agent's open line at once (the SDK promotes user speech over the assistant at
@@ -499,36 +499,31 @@ class TranscriptLine:
 
 
 class TranscriptLines:
-    """Groups transcript fragments into finished lines (rules in the module docstring). Pure: no clock."""
+    """Groups transcript fragments into finished lines (rules in the module docstring). Pure: no clock.
 
-    __slots__ = ("_open",)
+    A fragment of one speaker finishes the other's line, so at most one line is open at a time."""
+
+    __slots__ = ("_end_ms", "_role", "_start_ms", "_text")
 
     def __init__(self) -> None:
-        self._open: dict[str, list[Any]] = {}  # role -> [text, start_ms, end_ms]
+        self._role = ""  # "" = no open line
+        self._text = ""
+        self._start_ms = self._end_ms = 0
 
     def add(self, delta: TranscriptDelta) -> list[TranscriptLine]:
-        """Take one fragment; return the lines it finished (oldest first)."""
+        """Take one fragment; return the line it finished, if any."""
         done: list[TranscriptLine] = []
-        other = "agent" if delta.role == "caller" else "caller"
-        if other in self._open:
-            done.extend(self._close(other))
-        line = self._open.get(delta.role)
-        if line is not None and delta.start_ms - line[2] >= LINE_GAP_MS:
-            done.extend(self._close(delta.role))
-            line = None
-        if line is None:
-            self._open[delta.role] = [delta.text, delta.start_ms, delta.end_ms]
+        if self._role and (self._role != delta.role or delta.start_ms - self._end_ms >= LINE_GAP_MS):
+            done = self.flush()
+        if self._role:
+            self._text += delta.text
+            self._end_ms = max(self._end_ms, delta.end_ms)
         else:
-            line[0] += delta.text
-            line[2] = max(line[2], delta.end_ms)
+            self._role, self._text, self._start_ms, self._end_ms = delta.role, delta.text, delta.start_ms, delta.end_ms
         return done
 
     def flush(self) -> list[TranscriptLine]:
-        """Finish every open line (at the session's end), oldest first."""
-        roles = sorted(self._open, key=lambda role: self._open[role][1])
-        return [line for role in roles for line in self._close(role)]
-
-    def _close(self, role: str) -> list[TranscriptLine]:
-        text, start_ms, end_ms = self._open.pop(role)
-        text = text.strip()
-        return [TranscriptLine(role, text, start_ms, end_ms)] if text else []
+        """Finish the open line (at the session's end)."""
+        role, text = self._role, self._text.strip()
+        self._role, self._text = "", ""
+        return [TranscriptLine(role, text, self._start_ms, self._end_ms)] if role and text else []
