@@ -589,7 +589,7 @@ class LiveSession:
             await self._backend(delegation, {"type": "response.function_call_arguments.delta", "item_id": item["id"],
                                              "output_index": 0, "delta": arguments[start:start + 16]}, seq)
         await self._backend(delegation, {"type": "response.function_call_arguments.done", "item_id": item["id"],
-                                         "output_index": 0, "name": call.name, "arguments": arguments}, seq)
+                                         "output_index": 0, "arguments": arguments}, seq)
         item.update(arguments=arguments, status="completed")
         await self._backend(delegation, {"type": "response.output_item.done", "output_index": 0, "item": item}, seq)
         await self._backend(delegation, {"type": "response.completed", "response": self._backend_snapshot(
@@ -622,7 +622,7 @@ class LiveSession:
             input_tokens = 200 + len(backend.get("instructions") or "") // 4
             output_tokens = max(1, output_chars // 4)
             snapshot["usage"] = {
-                "input_tokens": input_tokens, "input_tokens_details": {"cached_tokens": 0},
+                "input_tokens": input_tokens, "input_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0},
                 "output_tokens": output_tokens, "output_tokens_details": {"reasoning_tokens": 0},
                 "total_tokens": input_tokens + output_tokens,
             }

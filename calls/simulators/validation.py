@@ -129,9 +129,11 @@ def validate_server_event(event: dict[str, Any], *, allow_extras: bool = False) 
 
 from openai.types.live import ClientEvent as LiveClientEvent  # noqa: E402
 from openai.types.live import ServerEvent as LiveServerEvent  # noqa: E402
+from openai.types.responses import ResponseStreamEvent  # noqa: E402
 
 _LIVE_CLIENT_EVENT_ADAPTERS = _adapters_by_type(LiveClientEvent)
 _LIVE_SERVER_EVENT_ADAPTERS = _adapters_by_type(LiveServerEvent)
+_RESPONSES_STREAM_EVENT_ADAPTERS = _adapters_by_type(ResponseStreamEvent)
 LIVE_CLIENT_EVENT_TYPES: frozenset[str] = frozenset(_LIVE_CLIENT_EVENT_ADAPTERS)
 _LIVE_REQUIRED_NULLABLE = {
     "session.instructions.append": ("delegation_id",),
@@ -191,4 +193,20 @@ def validate_live_server_event(event: dict[str, Any], *, allow_extras: bool = Fa
         extras = list(iter_extras(parsed))
         if extras:
             raise ValueError(f"Live server event {event.get('type')!r} has unknown keys: {extras}")
+    return parsed
+
+
+def validate_live_backend_event(event: dict[str, Any]) -> Any:
+    """Parse the Responses stream event wrapped in a Live `response.event` (typed there as a plain dict)
+    with `openai.types.responses`, no unknown keys. Raises `ValueError`."""
+    adapter = _RESPONSES_STREAM_EVENT_ADAPTERS.get(str(event.get("type")))
+    if adapter is None:
+        raise ValueError(f"unknown Responses stream event type {event.get('type')!r}")
+    try:
+        parsed = adapter.validate_python(event)
+    except pydantic.ValidationError as exc:
+        raise ValueError(f"invalid Responses stream event {event.get('type')!r}: {exc}") from exc
+    extras = list(iter_extras(parsed))
+    if extras:
+        raise ValueError(f"Responses stream event {event.get('type')!r} has unknown keys: {extras}")
     return parsed
