@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 from typing import Any
 
@@ -69,6 +70,14 @@ class Client:
                 while True:
                     await self.recv(timeout)
 
+    async def close(self) -> None:
+        """Close while draining what is still queued: an unread queue would hold back the server's close frame."""
+        closing = asyncio.create_task(self.ws.close())
+        with contextlib.suppress(ConnectionClosed):
+            async for _ in self.ws:
+                pass
+        await closing
+
     def of_type(self, event_type: str) -> list[dict[str, Any]]:
         return [e for e in self.events if e["type"] == event_type]
 
@@ -110,7 +119,7 @@ async def test_handshake_needs_bearer_the_live_path_and_no_query_string() -> Non
         with pytest.raises(InvalidStatus) as realtime_path:
             await connect(url.replace("/v1/live/sessions", "/v1/realtime"), additional_headers=AUTH)
         client = Client(await connect(url, additional_headers={**AUTH, "X-Trace": "abc"}))
-        await client.ws.close()
+        await client.close()
     assert (no_auth.value.response.status_code, query.value.response.status_code,
             realtime_path.value.response.status_code) == (401, 400, 404)
     assert sim.sessions[0].headers["x-trace"] == "abc"
@@ -120,7 +129,7 @@ async def test_session_start_is_answered_with_the_resolved_session() -> None:
     sim = fast_sim()
     async with sim.serve() as url:
         client = await open_client(url)
-        await client.ws.close()
+        await client.close()
     started = client.parsed[0]
     assert type(started) is le.SessionStarted and started.session_id.startswith("live_")
     session = client.events[0]["session"]
@@ -176,7 +185,7 @@ async def test_without_close_on_violation_the_session_goes_on() -> None:
         error = await client.until("error")
         await client.send(le.greeting("Hello."))
         await client.until("session.commentary.appended")
-        await client.ws.close()
+        await client.close()
     assert error["error"]["param"] == "delegation_id"
     assert len(sim.errors) == 1
 
@@ -196,7 +205,7 @@ async def test_greeting_then_a_caller_turn_then_the_reply() -> None:
         async with asyncio.timeout(5):
             while len(client.agent_audio()) < 8000 + 3200:
                 await client.recv()
-        await client.ws.close()
+        await client.close()
     assert greeting_audio == agent_audio(1000)  # deterministic and byte-exact, μ-law as asked
     assert client.agent_audio()[8000:] == agent_audio(400)
     assert client.text("session.input_transcript.delta") == "I'd like to check my order please."
@@ -232,7 +241,7 @@ async def test_the_model_stops_itself_when_the_caller_talks_over_it() -> None:
                 await client.recv()
             while len(sim.sessions[0].turns) < 2:
                 await asyncio.sleep(0.01)
-        await client.ws.close()
+        await client.close()
     session = sim.sessions[0]
     assert session.barge_ins == 1
     interrupted = session.turns[0]
@@ -260,7 +269,7 @@ async def test_delegated_tool_call_round_trip() -> None:
         async with asyncio.timeout(5):
             while client.text("session.output_transcript.delta") != "Your order has shipped.":
                 await client.recv()
-        await client.ws.close()
+        await client.close()
     assert created["delegation"]["target"] == "responses"
     assert (call.call_id, call.name, json.loads(call.arguments), call.delegation_id) == (
         "call_1", "lookup_order", {"order": "A1"}, created["delegation"]["id"])
@@ -334,7 +343,7 @@ async def test_client_delegation_waits_for_commentary_with_the_delegation_id() -
         await client.send({"type": "session.commentary.append", "content": "Sunny, 22 degrees.",
                            "delegation_id": created["delegation"]["id"]})
         await client.until("session.output_transcript.delta")
-        await client.ws.close()
+        await client.close()
     assert client.text("session.output_transcript.delta") == "It is sunny."
     assert sim.errors == []
 
@@ -356,7 +365,7 @@ async def test_usage_updates_are_cumulative_snapshots() -> None:
         await client.speak(audio.silence(3000))
         first = await client.until("session.usage.updated")
         second = await client.until("session.usage.updated")
-        await client.ws.close()
+        await client.close()
     assert first["usage"]["seconds"] == second["usage"]["seconds"] == 3.0  # never to be summed
     assert type(client.parsed[-1]) is le.Usage
 
@@ -369,7 +378,7 @@ async def test_omitted_audio_format_means_pcm16_24k_out() -> None:
         started = await client.until("session.started")
         await client.send(le.greeting("hi"))
         await client.until("session.output_audio.delta")
-        await client.ws.close()
+        await client.close()
     assert started["session"]["audio"]["format"] == {"type": "audio/pcm", "rate": 24000}
     assert len(client.agent_audio()) == 100 * 24 * 2
 
@@ -410,7 +419,7 @@ async def test_fault_server_error_is_fatal_to_the_codec_and_stall_goes_silent() 
         await client.recv()
         with pytest.raises(TimeoutError):
             await client.recv(timeout=0.3)
-        await client.ws.close()
+        await client.close()
     assert error["error"]["type"] == "server_error"
     assert next(e for e in client.parsed if type(e) is le.LiveError).fatal
 
@@ -432,9 +441,35 @@ def test_thread_mode_for_sync_callers() -> None:
 
         async def one() -> None:
             client = await open_client(url)
-            await client.ws.close()
+            await client.close()
 
         asyncio.run(one())
     finally:
         sim.stop()
     assert sim.total_sessions == 1 and sim.errors == []
+
+
+@pytest.mark.parametrize(("pacing", "clears"), [
+    (Pacing(chunk_ms=100, speed=1.0, first_audio_delay_ms=0), False),  # real-time stream: Twilio stays shallow
+    (Pacing(chunk_ms=100, speed=None, first_audio_delay_ms=0), True),  # bursts: seconds queued at Twilio
+])
+async def test_clear_policy_under_both_output_pacings(pacing: Pacing, clears: bool) -> None:
+    """The guide cannot say whether Live paces its output (§7 [?]); the bridge's clear rule must be right
+    either way. Twilio plays in real time, so what it still holds when the caller's first words arrive is
+    the agent audio received minus the time since the first chunk."""
+    sim = fast_sim(Reply("A long answer about our opening hours and the parking.", audio_ms=3000), pacing=pacing)
+    loop = asyncio.get_running_loop()
+    async with sim.serve() as url:
+        client = await open_client(url)
+        await client.send(le.greeting("hi"))
+        await client.until("session.output_audio.delta")
+        first_audio_at = loop.time()
+        await asyncio.sleep(0.3)  # the caller listens a little, then talks over the agent
+        speaking = asyncio.create_task(client.speak(audio.utterance(600, trail_silence_ms=600), realtime=True))
+        delta = await client.until("session.input_transcript.delta", timeout=10)
+        played = int((loop.time() - first_audio_at) * 1000) * 8
+        queued = len(client.agent_audio()) - played
+        await speaking
+        await client.close()
+    assert le.should_clear_playback(queued, delta["delta"]) is clears
+    assert sim.errors == []
