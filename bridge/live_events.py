@@ -100,6 +100,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from bridge.realtime_events import _function_tool, to_text  # the same tool fields and JSON text as Realtime
 from bridge.twilio_media import MULAW_BYTES_PER_MS, ProtocolError
 
 __all__ = [
@@ -209,16 +210,6 @@ def _voice(voice: object) -> str | dict[str, str] | None:
     return voice if voice in LIVE_VOICES else None
 
 
-def _function_tool(tool: dict[str, Any]) -> dict[str, Any]:
-    # Only the model-facing fields; kind, url, timeout_s, secret header and tool_id stay on our side.
-    return {
-        "type": "function",
-        "name": tool["name"],
-        "description": tool.get("description") or "",
-        "parameters": tool.get("parameters") or {"type": "object", "properties": {}},
-    }
-
-
 def append_audio(payload_b64: str) -> str:
     """Ready-to-send `session.input_audio.append` text; the base64 payload goes in untouched (hot path)."""
     return '{"type":"session.input_audio.append","audio":"' + payload_b64 + '"}'
@@ -259,11 +250,6 @@ def response_create() -> dict[str, Any]:
 
 def session_close() -> dict[str, Any]:
     return {"type": "session.close", "event_id": CLOSE_EVENT_ID}
-
-
-def to_text(event: dict[str, Any]) -> str:
-    """Compact JSON text for a client event."""
-    return json.dumps(event, separators=(",", ":"), ensure_ascii=False)
 
 
 # --- server events -----------------------------------------------------------------------------------------

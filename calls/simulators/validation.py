@@ -146,26 +146,40 @@ def validate_live_client_event(event: dict[str, Any]) -> Any:
     """Raise `InvalidClientEvent` unless `event` is a valid GPT-Live client event with no unknown fields.
 
     Returns the parsed `openai.types.live` model."""
+    if isinstance(event, dict):
+        for key in _LIVE_REQUIRED_NULLABLE.get(str(event.get("type")), ()):
+            if key not in event:
+                raise InvalidClientEvent(
+                    f"Missing required parameter: '{key}'.", code="missing_required_parameter", param=key
+                )
+    return _strict_client_event(event, _LIVE_CLIENT_EVENT_ADAPTERS)
+
+
+def validate_live_server_event(event: dict[str, Any], *, allow_extras: bool = False) -> Any:
+    """Parse a GPT-Live server event with the `openai` types (keeps the Live simulator honest in tests).
+
+    Raises `ValueError` when it does not parse or (unless `allow_extras`) carries unknown keys."""
+    return _parse_event(event, _LIVE_SERVER_EVENT_ADAPTERS, "Live server event", allow_extras)
+
+
+def validate_live_backend_event(event: dict[str, Any]) -> Any:
+    """Parse the Responses stream event wrapped in a Live `response.event` (typed there as a plain dict)
+    with `openai.types.responses`, no unknown keys. Raises `ValueError`."""
+    return _parse_event(event, _RESPONSES_STREAM_EVENT_ADAPTERS, "Responses stream event", False)
+
+
+def _strict_client_event(event: object, adapters: dict[str, pydantic.TypeAdapter[Any]]) -> Any:
+    """The strict client-event check against one union's adapters (see the module docstring)."""
     if not isinstance(event, dict):
         raise InvalidClientEvent("The event must be a JSON object.", code="invalid_json")
     event_type = event.get("type")
     if not isinstance(event_type, str):
-        raise InvalidClientEvent(
-            "Missing required parameter: 'type'.", code="missing_required_parameter", param="type"
-        )
-    adapter = _LIVE_CLIENT_EVENT_ADAPTERS.get(event_type)
+        raise InvalidClientEvent("Missing required parameter: 'type'.", code="missing_required_parameter",
+                                 param="type")
+    adapter = adapters.get(event_type)
     if adapter is None:
-        raise InvalidClientEvent(
-            f"Invalid value: '{event_type}'. Supported values are: "
-            + ", ".join(f"'{name}'" for name in sorted(LIVE_CLIENT_EVENT_TYPES))
-            + ".",
-            param="type",
-        )
-    for key in _LIVE_REQUIRED_NULLABLE.get(event_type, ()):
-        if key not in event:
-            raise InvalidClientEvent(
-                f"Missing required parameter: '{key}'.", code="missing_required_parameter", param=key
-            )
+        supported = ", ".join(f"'{name}'" for name in sorted(adapters))
+        raise InvalidClientEvent(f"Invalid value: '{event_type}'. Supported values are: {supported}.", param="type")
     try:
         parsed = adapter.validate_python(event)
     except pydantic.ValidationError as exc:
@@ -178,35 +192,17 @@ def validate_live_client_event(event: dict[str, Any]) -> Any:
     return parsed
 
 
-def validate_live_server_event(event: dict[str, Any], *, allow_extras: bool = False) -> Any:
-    """Parse a GPT-Live server event with the `openai` types (keeps the Live simulator honest in tests).
-
-    Raises `ValueError` when it does not parse or (unless `allow_extras`) carries unknown keys."""
-    adapter = _LIVE_SERVER_EVENT_ADAPTERS.get(str(event.get("type")))
+def _parse_event(event: dict[str, Any], adapters: dict[str, pydantic.TypeAdapter[Any]], label: str,
+                 allow_extras: bool) -> Any:
+    adapter = adapters.get(str(event.get("type")))
     if adapter is None:
-        raise ValueError(f"unknown Live server event type {event.get('type')!r}")
+        raise ValueError(f"unknown {label} type {event.get('type')!r}")
     try:
         parsed = adapter.validate_python(event)
     except pydantic.ValidationError as exc:
-        raise ValueError(f"invalid Live server event {event.get('type')!r}: {exc}") from exc
+        raise ValueError(f"invalid {label} {event.get('type')!r}: {exc}") from exc
     if not allow_extras:
         extras = list(iter_extras(parsed))
         if extras:
-            raise ValueError(f"Live server event {event.get('type')!r} has unknown keys: {extras}")
-    return parsed
-
-
-def validate_live_backend_event(event: dict[str, Any]) -> Any:
-    """Parse the Responses stream event wrapped in a Live `response.event` (typed there as a plain dict)
-    with `openai.types.responses`, no unknown keys. Raises `ValueError`."""
-    adapter = _RESPONSES_STREAM_EVENT_ADAPTERS.get(str(event.get("type")))
-    if adapter is None:
-        raise ValueError(f"unknown Responses stream event type {event.get('type')!r}")
-    try:
-        parsed = adapter.validate_python(event)
-    except pydantic.ValidationError as exc:
-        raise ValueError(f"invalid Responses stream event {event.get('type')!r}: {exc}") from exc
-    extras = list(iter_extras(parsed))
-    if extras:
-        raise ValueError(f"Responses stream event {event.get('type')!r} has unknown keys: {extras}")
+            raise ValueError(f"{label} {event.get('type')!r} has unknown keys: {extras}")
     return parsed
