@@ -77,7 +77,8 @@ Twilio's buffer, so that buffer must stay shallow. Decision:
    with `item_id` = `OUTPUT_STREAM_ID`), so the bridge always knows how much audio Twilio still holds. No
    bridge-side pacing: it would add a timer and latency per frame and cannot beat the model's own stop.
 2. When a caller `TranscriptDelta` arrives (the only sign of caller speech Live gives) and
-   `should_clear_playback(queued_ms, text)` is true, send Twilio `clear` (and reset the tracker).
+   `should_clear_playback(queued_bytes, text)` is true, send Twilio `clear` (and reset the tracker);
+   `queued_bytes` = agent audio sent to Twilio minus what echoed marks confirmed played.
    It is true when more than `CLEAR_QUEUED_MS` (300 ms) of agent audio is queued and the fragment is not a
    bare acknowledgement ("mhm", "okay", the SDK's back-channel list).
 Why: the guide cannot say whether output comes paced in real time (LiveKit's reading) or in bursts (§7, [?]).

@@ -26,6 +26,8 @@ It follows /work/shared/LIVE_PROTOCOL.md and validates every client event agains
   {reason "close_requested", final usage} then a normal close. Billable seconds = whole seconds of the
   session, counted as the longer of wall-clock time and caller audio received (a phone streams audio
   in real time, silence included, so fast tests still bill sensibly);
+- not modelled: Decisions delegation, audio fixtures, triggers and automatic delegation acknowledgements
+  (`decision.*` and fixture commands are refused as `unsupported_in_simulator`);
 - faults as in the Realtime simulator (`Faults`: refused handshake, drop, `server_error`, stall; "first
   response" means the first spoken turn) and a session lifetime ending with `session.closed` "expired".
 
