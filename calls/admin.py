@@ -190,6 +190,14 @@ class AgentConfigAdmin(admin.ModelAdmin):
             },
         ),
         ("Routing", {"fields": ("is_default", "is_active", "transfer_number")}),
+        (
+            "Recording and keypad",
+            {
+                "description": "The consent announcement is spoken by Twilio, word for word, before the agent "
+                "starts (whatever the engine). Keypad keys not in the menu tell the model which key was pressed.",
+                "fields": ("record_calls", "consent_message", "dtmf_actions"),
+            },
+        ),
         ("Save", {"fields": ("change_note",)}),
     )
     change_form_template = "admin/calls/agentconfig/change_form.html"
@@ -501,7 +509,9 @@ class CallAdmin(admin.ModelAdmin):
     date_hierarchy = "created_at"
     list_select_related = ("agent_config",)
     list_per_page = 50
-    readonly_fields = ("dashboard_link", "call_duration", "cost", "usage_pretty", "transcript", "snapshot_pretty")
+    readonly_fields = (
+        "dashboard_link", "call_duration", "cost", "usage_pretty", "transcript", "snapshot_pretty", "recording_player",
+    )
     fieldsets = (
         (
             "Call",
@@ -526,9 +536,24 @@ class CallAdmin(admin.ModelAdmin):
 
     class Media:
         css = {"all": ("voiceops/admin.css", "voiceops/transcript.css")}
+        js = ("voiceops/recording.js",)
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
+
+    def get_fieldsets(self, request: HttpRequest, obj: Call | None = None) -> Any:
+        fieldsets = list(super().get_fieldsets(request, obj))
+        if obj is not None and obj.recording and request.user.has_perm("calls.listen_recording"):
+            fieldsets.insert(1, ("Recording", {"fields": ("recording_player",)}))
+        return fieldsets
+
+    @admin.display(description="Recording")
+    def recording_player(self, obj: Call) -> SafeString:
+        return format_html(
+            '<audio id="vo-recording" controls preload="metadata" src="{}"></audio>'
+            '<div class="help">Left: caller · right: agent. Click a line of the conversation to hear it.</div>',
+            reverse("dashboard:recording", args=[obj.pk]),
+        )
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False

@@ -54,6 +54,11 @@ class PrettyJSONField(forms.JSONField):
 
 
 class AgentConfigAdminForm(forms.ModelForm):
+    dtmf_actions = PrettyJSONField(
+        required=False, label="Keypad menu",
+        widget=forms.Textarea(attrs={"rows": 4, "class": "vLargeTextField vo-code", "spellcheck": "false"}),
+        help_text=AgentConfig._meta.get_field("dtmf_actions").help_text,
+    )
     change_note = forms.CharField(
         max_length=200,
         required=False,
@@ -75,6 +80,7 @@ class AgentConfigAdminForm(forms.ModelForm):
         widgets = {
             "instructions": forms.Textarea(attrs={"rows": 18, "class": "vLargeTextField vo-prompt"}),
             "greeting": forms.Textarea(attrs={"rows": 3, "class": "vLargeTextField"}),
+            "consent_message": forms.Textarea(attrs={"rows": 2, "class": "vLargeTextField"}),
         }
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -88,7 +94,12 @@ class AgentConfigAdminForm(forms.ModelForm):
         data = super().clean()
         if data.get("is_default") and data.get("is_active") is False:
             self.add_error("is_active", "The default config must be active: calls to numbers without a route use it.")
+        if "transfer" in (data.get("dtmf_actions") or {}).values() and not data.get("transfer_number"):
+            self.add_error("dtmf_actions", "A keypad transfer needs a transfer number (see Routing).")
         return data
+
+    def clean_dtmf_actions(self) -> dict[str, str]:
+        return self.cleaned_data.get("dtmf_actions") or {}
 
     def _get_validation_exclusions(self) -> set[str]:
         # Ticking "default" hands the flag over from the previous default on save

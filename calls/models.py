@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
-from django.db import models
+from django.db import models, transaction
 from django.db.models import Q
+from django.db.models.signals import post_delete
+from django.dispatch import receiver
 
 from calls import validators
 
@@ -70,6 +72,15 @@ class AgentConfig(models.Model):
     )
     record_calls = models.BooleanField(
         default=False, help_text="Keep a stereo WAV of each call (left: caller, right: agent).",
+    )
+    consent_message = models.TextField(
+        blank=True, max_length=500,
+        help_text="Said word for word before the agent starts (e.g. \"This call is recorded.\"). Empty: nothing.",
+    )
+    dtmf_actions = models.JSONField(
+        default=dict, blank=True, validators=[validators.validate_dtmf_actions],
+        help_text='Keypad menu: a key to an action, e.g. {"0": "transfer", "9": "repeat", "#": "end"}. Actions: '
+        + validators.KEYPAD_ACTIONS_HELP + " Keys not listed tell the model which key was pressed.",
     )
     is_active = models.BooleanField(default=True)
     is_default = models.BooleanField(default=False, help_text="Used when the dialled number has no route.")
@@ -220,9 +231,13 @@ class Call(models.Model):
         max_digits=10, decimal_places=4, null=True, blank=True, help_text="Estimated OpenAI cost of the call.",
     )
     recording = models.FileField(upload_to="recordings/%Y/%m/", blank=True)
+    transfer_summary = models.TextField(
+        blank=True, help_text="Transferred calls: what the person taking the call hears first (warm transfer).",
+    )
 
     class Meta:
         ordering = ["-created_at"]
+        permissions = [("listen_recording", "Can listen to call recordings")]
         indexes = [models.Index(fields=["to_number", "-created_at"])]
 
     def __str__(self) -> str:
@@ -231,6 +246,16 @@ class Call(models.Model):
     @property
     def is_live(self) -> bool:
         return self.status not in self.TERMINAL
+
+
+@receiver(post_delete, sender=Call, dispatch_uid="calls.delete_recording")
+def _delete_recording(sender: type[Call], instance: Call, **kwargs: object) -> None:
+    """A deleted call takes its recording with it (purge_calls, admin), once the deletion is committed."""
+    if instance.recording:
+        from calls.services import delete_recording_file
+
+        name = instance.recording.name
+        transaction.on_commit(lambda: delete_recording_file(name))
 
 
 class CallEvent(models.Model):

@@ -9,6 +9,8 @@ from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
+from django.core.files.base import ContentFile
+from django.core.files.storage import default_storage
 from django.db import transaction
 from django.db.models import QuerySet
 from django.utils import timezone
@@ -42,7 +44,7 @@ REVISION_FIELDS = [
     "name", "instructions", "greeting", "voice", "model", "speed", "turn_detection", "vad_threshold",
     "vad_prefix_padding_ms", "vad_silence_duration_ms", "eagerness", "interrupt_response", "noise_reduction",
     "transcription_enabled", "transcription_model", "max_output_tokens", "max_call_minutes",
-    "transfer_number", "is_active", "is_default",
+    "transfer_number", "is_active", "is_default", "record_calls", "consent_message", "dtmf_actions",
 ]
 
 
@@ -159,6 +161,10 @@ def config_snapshot(config: AgentConfig) -> dict[str, Any]:
         "max_call_seconds": config.max_call_minutes * 60,
         "transfer_number": config.transfer_number or None,
         "tools": tools,
+        "record_calls": config.record_calls,
+        # Keys without an action tell the model; a transfer key does nothing useful without a number.
+        "dtmf_actions": {k: a for k, a in config.dtmf_actions.items()
+                         if a != "model" and (a != "transfer" or config.transfer_number)},
     }
 
 
@@ -307,6 +313,26 @@ def call_cost_usd(call: Call) -> Decimal | None:
         log.warning("call %s: no cost estimate: %s", call.twilio_call_sid, exc)
         return None
     return cost.quantize(COST_QUANTUM)
+
+
+def save_recording(call_id: int, wav: bytes) -> str:
+    """Store a call's WAV through the default storage (S3 in AWS, files locally) and point the call at it.
+    Returns the stored name. Runs after the call, in a thread: never on the audio path."""
+    call = Call.objects.only("pk", "twilio_call_sid", "recording").get(pk=call_id)
+    name = call.recording.field.generate_filename(call, f"{call.twilio_call_sid}.wav")
+    name = default_storage.save(name, ContentFile(wav))
+    if not Call.objects.filter(pk=call_id).update(recording=name):  # the call was deleted meanwhile
+        default_storage.delete(name)
+    return name
+
+
+def delete_recording_file(name: str) -> None:
+    """Remove a deleted call's recording from storage; a failure is logged with the name, never raised (the
+    call row is already gone)."""
+    try:
+        default_storage.delete(name)
+    except Exception:  # S3 or disk trouble: the orphan is named in the log for a manual clean-up
+        log.exception("could not delete recording %s", name)
 
 
 def add_events(call_id: int, events: Iterable[dict[str, Any]]) -> int:

@@ -9,5 +9,6 @@ urlpatterns = [
     path("calls/", views.history, name="history"),
     path("calls/<int:pk>/", views.call_detail, name="call"),
     path("calls/<int:pk>/events.json", views.call_events, name="call_events"),
+    path("calls/<int:pk>/recording.wav", views.call_recording, name="recording"),
     path("test-call/", views.test_call, name="test_call"),
 ]

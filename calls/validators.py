@@ -37,6 +37,30 @@ def validate_model_name(value: str) -> None:
         )
 
 
+# Keypad menu actions (AgentConfig.dtmf_actions): what a key does instead of telling the model about it.
+KEYPAD_ACTIONS = {
+    "model": "tell the model which key was pressed (the default)",
+    "repeat": "the agent repeats its last sentence",
+    "transfer": "transfer the caller to the transfer number",
+    "end": "end the call",
+}
+KEYPAD_ACTIONS_HELP = "; ".join(f"{name}: {what}" for name, what in KEYPAD_ACTIONS.items()) + "."
+KEYPAD_KEYS = "0123456789*#"
+
+
+def validate_dtmf_actions(value: Any) -> None:
+    if not isinstance(value, dict):
+        raise ValidationError('The keypad menu must be a JSON object such as {"0": "transfer"}.')
+    for key, action in value.items():
+        if len(key) != 1 or key not in KEYPAD_KEYS:
+            raise ValidationError("%(key)s is not a keypad key (0-9, * or #).", params={"key": key})
+        if not isinstance(action, str) or action not in KEYPAD_ACTIONS:
+            raise ValidationError(
+                "Key %(key)s: %(action)s is not an action (%(actions)s).",
+                params={"key": key, "action": action, "actions": ", ".join(KEYPAD_ACTIONS)},
+            )
+
+
 def empty_parameters_schema() -> dict[str, Any]:
     return {"type": "object", "properties": {}, "required": []}
 

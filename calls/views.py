@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+import os
+import re
+from collections.abc import Callable, Iterable, Iterator
 from datetime import timedelta
 from functools import wraps
 from typing import Any
@@ -12,7 +14,14 @@ from django.core.exceptions import PermissionDenied
 from django.core.management import get_commands, load_command_class
 from django.core.paginator import Paginator
 from django.db.models import Avg, Count, Q, Sum
-from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.http import (
+    Http404,
+    HttpRequest,
+    HttpResponse,
+    HttpResponseRedirect,
+    JsonResponse,
+    StreamingHttpResponse,
+)
 from django.shortcuts import get_object_or_404, render
 from django.utils import timezone
 from django.views.decorators.http import require_GET
@@ -73,6 +82,7 @@ def call_summary(call: Call) -> dict[str, Any]:
 
 
 VIEW_CALLS = "calls.view_call"
+LISTEN_RECORDINGS = "calls.listen_recording"
 
 
 def dashboard_view(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
@@ -183,6 +193,7 @@ def call_detail(request: HttpRequest, pk: int) -> HttpResponse:
             "last_seq": events[-1]["seq"] if events else -1,
             "nav": "history",
             "can_view_admin": request.user.has_perm("calls.view_call"),
+            "can_listen": bool(call.recording) and request.user.has_perm(LISTEN_RECORDINGS),
             "labels": {
                 "kinds": KIND_LABELS,
                 "statuses": dict(Call.Status.choices),
@@ -190,6 +201,69 @@ def call_detail(request: HttpRequest, pk: int) -> HttpResponse:
             },
         },
     )
+
+
+@dashboard_view
+@require_GET
+def call_recording(request: HttpRequest, pk: int) -> HttpResponse:
+    """A call's recording, for staff with the listen permission only. Local files are streamed from here (with
+    byte ranges, so that the player can seek); on S3 the answer is a redirect to a signed, short-lived URL."""
+    if not request.user.has_perm(LISTEN_RECORDINGS):
+        raise PermissionDenied("Listening to recordings needs the “Can listen to call recordings” permission.")
+    call = get_object_or_404(Call.objects.only("pk", "recording"), pk=pk)
+    if not call.recording:
+        raise Http404("This call has no recording.")
+    storage, name = call.recording.storage, call.recording.name
+    try:
+        path = storage.path(name)
+    except NotImplementedError:  # remote storage (S3): signed for RECORDING_URL_TTL_S seconds
+        response: HttpResponse = HttpResponseRedirect(storage.url(name))
+    else:
+        response = _file_range_response(request, path, "audio/wav")
+    response["Cache-Control"] = "private, no-store"
+    return response
+
+
+BYTE_RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+STREAM_BLOCK = 64 * 1024
+
+
+def _file_range_response(request: HttpRequest, path: str, content_type: str) -> HttpResponse:
+    """The file, or the single byte range the request asks for (206); 416 for a range outside it."""
+    try:
+        size = os.path.getsize(path)
+    except OSError:
+        raise Http404("The recording file is missing.") from None
+    start, end, status = 0, size - 1, 200
+    match = BYTE_RANGE.match(request.headers.get("Range", ""))
+    if match and (match[1] or match[2]):
+        if match[1]:
+            start = int(match[1])
+            end = min(int(match[2]), size - 1) if match[2] else size - 1
+        else:  # a suffix: the last N bytes
+            start = max(0, size - int(match[2]))
+        if start > end:
+            return HttpResponse(status=416, headers={"Content-Range": f"bytes */{size}"})
+        status = 206
+    response = StreamingHttpResponse(_read_range(path, start, end - start + 1), status=status,
+                                     content_type=content_type)
+    response["Accept-Ranges"] = "bytes"
+    response["Content-Length"] = str(end - start + 1)
+    if status == 206:
+        response["Content-Range"] = f"bytes {start}-{end}/{size}"
+    response["Content-Disposition"] = f'inline; filename="{os.path.basename(path)}"'
+    return response
+
+
+def _read_range(path: str, start: int, length: int) -> Iterator[bytes]:
+    with open(path, "rb") as file:
+        file.seek(start)
+        while length > 0:
+            block = file.read(min(STREAM_BLOCK, length))
+            if not block:
+                return
+            length -= len(block)
+            yield block
 
 
 @dashboard_view

@@ -12,10 +12,13 @@ TIME_LIMIT = "We have reached the time limit for this call. Thank you for callin
 DRAINED = "Sorry, we have to end this call now. Please call again. Goodbye."
 
 
-def connect_stream(stream_url: str, token: str, status_url: str, action_url: str) -> str:
+def connect_stream(stream_url: str, token: str, status_url: str, action_url: str, announcement: str = "") -> str:
     """<Connect><Stream> to the bridge. The token rides in a <Parameter> since the URL takes no query.
-    When the bridge closes the stream, Twilio asks `action_url` what to do next."""
+    When the bridge closes the stream, Twilio asks `action_url` what to do next. An `announcement` (the config's
+    recording consent) is said word for word by Twilio first, whatever the engine, before any audio reaches it."""
     response = VoiceResponse()
+    if announcement:
+        response.say(announcement, voice=VOICE)
     connect = response.connect(action=action_url, method="POST")
     stream = connect.stream(url=stream_url, status_callback=status_url, status_callback_method="POST")
     stream.parameter(name="token", value=token)

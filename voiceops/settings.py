@@ -145,7 +145,6 @@ AWS_STORAGE_BUCKET_NAME: str = env.str("AWS_STORAGE_BUCKET_NAME", default="")
 if AWS_STORAGE_BUCKET_NAME:
     AWS_S3_CUSTOM_DOMAIN = env.str("AWS_S3_CUSTOM_DOMAIN", default="") or None
     STORAGES = {
-        "default": {"BACKEND": "storages.backends.s3.S3Storage"},
         "staticfiles": {
             "BACKEND": "storages.backends.s3.S3Storage",
             "OPTIONS": {"location": "static", "querystring_auth": False, "file_overwrite": True},
@@ -155,13 +154,31 @@ if AWS_STORAGE_BUCKET_NAME:
         STATIC_URL = f"https://{AWS_S3_CUSTOM_DOMAIN}/static/"
 else:
     STORAGES = {
-        "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
         "staticfiles": {
             "BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"
             if not DEBUG
             else "django.contrib.staticfiles.storage.StaticFilesStorage"
         },
     }
+
+# --- uploaded files (call recordings): private, served to staff only (calls.views.call_recording) ---------
+# Locally files under MEDIA_ROOT, never published under a URL. In AWS a private S3 bucket of its own (not the
+# static files' bucket, which CloudFront publishes): the view redirects to a signed URL valid for
+# RECORDING_URL_TTL_S seconds, never through a CloudFront domain (it would hand out unsigned URLs).
+MEDIA_ROOT = env.str("MEDIA_ROOT", default=str(BASE_DIR / "media"))
+RECORDINGS_BUCKET_NAME: str = env.str("RECORDINGS_BUCKET_NAME", default="")
+RECORDING_URL_TTL_S = env.int("RECORDING_URL_TTL_S", default=300)
+RECORDING_MAX_MINUTES = env.int("RECORDING_MAX_MINUTES", default=60)  # per call; past it the WAV stops
+if RECORDINGS_BUCKET_NAME:
+    STORAGES["default"] = {
+        "BACKEND": "storages.backends.s3.S3Storage",
+        "OPTIONS": {
+            "bucket_name": RECORDINGS_BUCKET_NAME, "custom_domain": None, "querystring_auth": True,
+            "querystring_expire": RECORDING_URL_TTL_S, "file_overwrite": False, "default_acl": None,
+        },
+    }
+else:
+    STORAGES["default"] = {"BACKEND": "django.core.files.storage.FileSystemStorage"}
 
 # --- security (production) ----------------------------------------------------------------------
 if not DEBUG:
