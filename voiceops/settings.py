@@ -174,7 +174,8 @@ if RECORDINGS_BUCKET_NAME:
         "BACKEND": "storages.backends.s3.S3Storage",
         "OPTIONS": {
             "bucket_name": RECORDINGS_BUCKET_NAME, "custom_domain": None, "querystring_auth": True,
-            "querystring_expire": RECORDING_URL_TTL_S, "file_overwrite": False, "default_acl": None,
+            "querystring_expire": RECORDING_URL_TTL_S, "signature_version": "s3v4", "file_overwrite": False,
+            "default_acl": None,
         },
     }
 else:
