@@ -8,12 +8,14 @@
     if (!audio) return;
     document.addEventListener("click", function (event) {
       if (event.target.closest("details, a, button")) return;  // their own clicks (event details, links)
-      var line = event.target.closest(".vo-transcript li[data-t-ms]");
-      if (!line) return;
-      audio.currentTime = Number(line.getAttribute("data-t-ms")) / 1000;
+      var line = event.target.closest(".vo-transcript li");
+      var moment = line && line.querySelector("time[data-t-ms]");
+      if (!moment) return;
+      audio.currentTime = Number(moment.getAttribute("data-t-ms")) / 1000;
       audio.play().catch(function () { /* playback refused (autoplay policy): the position is set */ });
     });
-    document.querySelectorAll(".vo-transcript li[data-t-ms]").forEach(function (line) {
+    document.querySelectorAll(".vo-transcript time[data-t-ms]").forEach(function (moment) {
+      var line = moment.closest("li");
       line.classList.add("vo-seekable");
       line.title = "Play the recording from here";
     });
