@@ -3,6 +3,7 @@ ranges locally, a signed short-lived URL on S3), playable on the call page and i
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 from io import StringIO
 from urllib.parse import parse_qs, urlsplit
@@ -17,6 +18,7 @@ from moto import mock_aws
 
 from calls import services
 from calls.models import Call
+from tests.domain.test_settings import PRODUCTION, run_python
 from tests.recordings.conftest import WAV
 from tests.web.helpers import make_call
 
@@ -167,3 +169,39 @@ def test_a_storage_failure_on_delete_is_logged_not_raised(recorded_call, monkeyp
     with caplog.at_level("ERROR"):
         services.delete_recording_file(recorded_call.recording.name)
     assert recorded_call.recording.name in caplog.text
+
+
+STORAGE_OF = """
+import json, django
+from django.conf import settings
+django.setup()
+from django.core.files.storage import default_storage, storages
+options = settings.STORAGES["default"].get("OPTIONS", {})
+print(json.dumps({"backend": settings.STORAGES["default"]["BACKEND"], "options": options,
+                  "static": settings.STORAGES["staticfiles"]["BACKEND"],
+                  "url": default_storage.url("recordings/2026/11/CA1.wav")}))
+"""
+
+
+def storage_settings(**env: str) -> dict:
+    result = run_python({**PRODUCTION, "AWS_ACCESS_KEY_ID": "AKIDTEST", "AWS_SECRET_ACCESS_KEY": "test-secret",
+                         "AWS_DEFAULT_REGION": "eu-west-1", **env}, "-c", STORAGE_OF)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def test_in_aws_recordings_go_to_their_private_bucket_with_signed_urls():
+    got = storage_settings(RECORDINGS_BUCKET_NAME="voiceops-prod-recordings", AWS_STORAGE_BUCKET_NAME="static-b",
+                           AWS_S3_CUSTOM_DOMAIN="d123.cloudfront.net", RECORDING_URL_TTL_S="120")
+    assert got["backend"] == "storages.backends.s3.S3Storage"
+    assert got["options"]["bucket_name"] == "voiceops-prod-recordings" and got["options"]["custom_domain"] is None
+    assert got["static"] == "storages.backends.s3.S3Storage"  # the static files keep their own entry
+    url = urlsplit(got["url"])
+    assert url.hostname.startswith("voiceops-prod-recordings.s3") and "cloudfront" not in got["url"]
+    query = parse_qs(url.query)
+    assert query["X-Amz-Expires"] == ["120"] and query["X-Amz-Algorithm"] == ["AWS4-HMAC-SHA256"]
+
+
+def test_without_a_recordings_bucket_recordings_are_local_files():
+    got = storage_settings(AWS_STORAGE_BUCKET_NAME="static-b")  # never the static files' (public) bucket
+    assert got["backend"] == "django.core.files.storage.FileSystemStorage"
