@@ -6,10 +6,10 @@ import logging
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import IO, Any
 
 from django.conf import settings
-from django.core.files.base import ContentFile
+from django.core.files.base import ContentFile, File
 from django.core.files.storage import default_storage
 from django.db import transaction
 from django.db.models import QuerySet
@@ -315,12 +315,12 @@ def call_cost_usd(call: Call) -> Decimal | None:
     return cost.quantize(COST_QUANTUM)
 
 
-def save_recording(call_id: int, wav: bytes) -> str:
-    """Store a call's WAV through the default storage (S3 in AWS, files locally) and point the call at it.
-    Returns the stored name. Runs after the call, in a thread: never on the audio path."""
+def save_recording(call_id: int, wav: bytes | IO[bytes]) -> str:
+    """Store a call's WAV (bytes or an open file) through the default storage (S3 in AWS, files locally) and point
+    the call at it. Returns the stored name. Runs after the call, in a thread: never on the audio path."""
     call = Call.objects.only("pk", "twilio_call_sid", "recording").get(pk=call_id)
     name = call.recording.field.generate_filename(call, f"{call.twilio_call_sid}.wav")
-    name = default_storage.save(name, ContentFile(wav))
+    name = default_storage.save(name, ContentFile(wav) if isinstance(wav, bytes) else File(wav))
     if not Call.objects.filter(pk=call_id).update(recording=name):  # the call was deleted meanwhile
         default_storage.delete(name)
     return name

@@ -168,7 +168,7 @@ else:
 MEDIA_ROOT = env.str("MEDIA_ROOT", default=str(BASE_DIR / "media"))
 RECORDINGS_BUCKET_NAME: str = env.str("RECORDINGS_BUCKET_NAME", default="")
 RECORDING_URL_TTL_S = env.int("RECORDING_URL_TTL_S", default=300)
-RECORDING_MAX_MINUTES = env.int("RECORDING_MAX_MINUTES", default=60)  # per call; past it the WAV stops
+RECORDING_MAX_MINUTES = env.int("RECORDING_MAX_MINUTES", default=30)  # per call (~1.5 MB a minute in memory)
 if RECORDINGS_BUCKET_NAME:
     STORAGES["default"] = {
         "BACKEND": "storages.backends.s3.S3Storage",

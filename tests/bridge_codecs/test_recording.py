@@ -19,6 +19,12 @@ def b64(data: bytes) -> str:
     return base64.b64encode(data).decode()
 
 
+def wav_of(recorder: CallRecorder, end_ms: int) -> bytes:
+    out = io.BytesIO()
+    recorder.write_wav(out, end_ms)
+    return out.getvalue()
+
+
 def stereo(wav_bytes: bytes) -> tuple[array, array]:
     with wave.open(io.BytesIO(wav_bytes)) as wav:
         assert (wav.getnchannels(), wav.getframerate(), wav.getsampwidth()) == (2, 8000, 2)
@@ -46,7 +52,7 @@ def test_a_caller_tone_at_one_second_lands_at_sample_8000_on_the_left():
         recorder.caller(b64(QUIET), ms)
     for ms in range(1000, 1500, 20):
         recorder.caller(b64(TONE), ms)
-    left, right = stereo(recorder.to_wav(2000))
+    left, right = stereo(wav_of(recorder, 2000))
     assert len(left) == 16000
     assert quiet(left, 0, 8000)
     assert left[8000:8160].tolist() == array("h", ulaw_to_pcm16(TONE)).tolist()
@@ -59,7 +65,7 @@ def test_caller_frames_after_a_gap_keep_their_timestamps():
     recorder.caller(b64(TONE), 0)
     recorder.caller(b64(TONE), 20)
     recorder.caller(b64(TONE), 500)  # Twilio skipped 460 ms
-    left, _ = stereo(recorder.to_wav(1000))
+    left, _ = stereo(wav_of(recorder, 1000))
     assert loud(left, 0, 320) and quiet(left, 320, 4000) and loud(left, 4000, 4160) and quiet(left, 4160, 8000)
 
 
@@ -68,7 +74,7 @@ def test_agent_audio_plays_back_to_back_from_when_it_is_sent():
     for _ in range(25):  # 500 ms of audio, all sent at once (the model is faster than real time)
         recorder.agent(b64(TONE), "item_a", now_ms=300)
     recorder.agent(b64(TONE), "item_b", now_ms=2000)  # Twilio's buffer ran dry: this one plays when sent
-    left, right = stereo(recorder.to_wav(2500))
+    left, right = stereo(wav_of(recorder, 2500))
     assert quiet(right, 0, 2400) and loud(right, 2400, 6400) and quiet(right, 6400, 16000)
     assert loud(right, 16000, 16160) and quiet(right, 16160, 20000)
     assert quiet(left, 0, 20000)
@@ -85,7 +91,7 @@ def test_agent_audio_cleared_by_barge_in_is_absent_on_the_right():
     assert point is not None and point.truncate_point_ms == 500
     recorder.barge_in(point.item_id, point.truncate_point_ms, now_ms=1550)
     recorder.agent(b64(TONE), "item_b", now_ms=2500)  # the next answer, after the caller spoke
-    _, right = stereo(recorder.to_wav(3000))
+    _, right = stereo(wav_of(recorder, 3000))
     assert quiet(right, 0, 8000)
     assert loud(right, 8000, 12000)  # the 500 ms heard, from t=1 s
     assert quiet(right, 12000, 20000)  # the 1.5 s cleared at Twilio: never heard, not recorded
@@ -99,7 +105,7 @@ def test_barge_in_with_the_item_spread_over_runs_cuts_inside_the_right_run():
     for _ in range(10):  # the model was slow: 200 ms more at t=500
         recorder.agent(b64(TONE), "item_a", now_ms=500)
     recorder.barge_in("item_a", 300, now_ms=700)  # 300 ms of the item heard: 100 ms into the second run
-    _, right = stereo(recorder.to_wav(1000))
+    _, right = stereo(wav_of(recorder, 1000))
     assert loud(right, 0, 1600) and quiet(right, 1600, 4000) and loud(right, 4000, 4800)
     assert quiet(right, 4800, 8000)
 
@@ -109,7 +115,7 @@ def test_barge_in_on_an_item_never_recorded_cuts_at_the_interruption():
     for _ in range(50):
         recorder.agent(b64(TONE), "item_a", now_ms=0)
     recorder.barge_in("item_x", 0, now_ms=400)
-    _, right = stereo(recorder.to_wav(1000))
+    _, right = stereo(wav_of(recorder, 1000))
     assert loud(right, 0, 3200) and quiet(right, 3200, 8000)
 
 
@@ -123,7 +129,7 @@ def test_memory_is_bounded_by_the_cap_and_the_wav_says_how_long():
     assert recorder.truncated
     assert len(recorder._caller_frames) == 50
     assert sum(len(run.chunks) for run in recorder._agent_runs) == 50
-    left, right = stereo(recorder.to_wav(5000))
+    left, right = stereo(wav_of(recorder, 5000))
     assert len(left) == 8000 and loud(left, 0, 8000) and loud(right, 0, 8000)
 
 
@@ -131,8 +137,16 @@ def test_audio_past_the_end_of_the_call_is_left_out():
     recorder = CallRecorder()
     for _ in range(100):  # 2 s queued; the caller hung up after 1 s
         recorder.agent(b64(TONE), "item_a", now_ms=0)
-    _, right = stereo(recorder.to_wav(1000))
+    _, right = stereo(wav_of(recorder, 1000))
     assert len(right) == 8000 and loud(right, 0, 8000)
+
+
+def test_a_long_wav_is_written_in_blocks_and_stays_aligned():
+    recorder = CallRecorder()
+    recorder.caller(b64(TONE), 25_000)  # in the third 10 s block
+    left, _ = stereo(wav_of(recorder, 30_000))
+    assert len(left) == 240_000 and quiet(left, 0, 200_000) and loud(left, 200_000, 200_160)
+    assert quiet(left, 200_160, 240_000)
 
 
 def test_an_empty_recorder():

@@ -4,6 +4,7 @@ the conversation plays the recording from that line's moment (dashboard call pag
 from __future__ import annotations
 
 import base64
+import io
 from collections.abc import Iterator
 from typing import Any
 
@@ -27,7 +28,9 @@ def call_with_recording(front_desk: AgentConfig) -> Call:
         recorder.caller(frame, ms)
     call = make_call(front_desk)
     add_conversation(call)  # its lines sit at 0.4 s, 3.2 s, … 66 s
-    services.save_recording(call.pk, recorder.to_wav(70_000))
+    wav = io.BytesIO()
+    recorder.write_wav(wav, 70_000)
+    services.save_recording(call.pk, wav.getvalue())
     call.refresh_from_db()
     return call
 
