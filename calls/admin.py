@@ -525,6 +525,7 @@ class CallAdmin(admin.ModelAdmin):
                     "agent_config",
                     ("status", "twilio_status"),
                     "end_reason",
+                    "transfer_summary",
                 )
             },
         ),
