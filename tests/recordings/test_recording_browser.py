@@ -16,6 +16,7 @@ from calls.models import AgentConfig, Call
 from calls.simulators import audio
 from tests.web.conftest import browser  # noqa: F401 - a fixture
 from tests.web.helpers import add_conversation, logged_in_page, make_call
+from tests.web.test_browser import screenshot
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -58,3 +59,4 @@ def test_clicking_a_line_plays_the_recording_from_there(page: Any, call_with_rec
     page.wait_for_function("!document.getElementById('vo-recording').paused")
     page.locator(".vo-turn.vo-agent .vo-bubble").last.click()  # "Done — see you Friday", at 65 s
     page.wait_for_function("Math.abs(document.getElementById('vo-recording').currentTime - 65) < 0.5")
+    screenshot(page, f"{where}-call-recording.png")
