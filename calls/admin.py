@@ -189,6 +189,20 @@ class AgentConfigAdmin(admin.ModelAdmin):
             },
         ),
         ("Routing", {"fields": ("is_default", "is_active", "transfer_number")}),
+        (
+            "Outbound calls",
+            {
+                "description": "Calls voiceops places (place_call, the dashboard, the API): answering machines, "
+                "calling hours in the config's time zone, and how many may run at once.",
+                "fields": (
+                    "machine_detection",
+                    "voicemail_message",
+                    ("calling_hours_start", "calling_hours_end"),
+                    "calling_time_zone",
+                    "max_concurrent_outbound",
+                ),
+            },
+        ),
         ("Save", {"fields": ("change_note",)}),
     )
     change_form_template = "admin/calls/agentconfig/change_form.html"

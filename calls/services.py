@@ -41,6 +41,8 @@ REVISION_FIELDS = [
     "vad_prefix_padding_ms", "vad_silence_duration_ms", "eagerness", "interrupt_response", "noise_reduction",
     "transcription_enabled", "transcription_model", "max_output_tokens", "max_call_minutes",
     "transfer_number", "is_active", "is_default",
+    "machine_detection", "voicemail_message", "calling_hours_start", "calling_hours_end", "calling_time_zone",
+    "max_concurrent_outbound",
 ]
 
 

@@ -7,5 +7,7 @@ from lambda_webhook import views
 urlpatterns = [
     path("twilio/voice", views.voice, name="twilio-voice"),
     path("twilio/status", views.status, name="twilio-status"),
+    path("twilio/outbound", views.outbound, name="twilio-outbound"),
+    path("twilio/amd", views.amd, name="twilio-amd"),
     path("twilio/stream-ended", views.stream_ended, name="twilio-stream-ended"),
 ]

@@ -17,7 +17,9 @@ from django.db import DatabaseError
 from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest, HttpResponseForbidden
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
+from twilio.base.exceptions import TwilioException
 
+from calls import outbound as outbound_calls
 from calls import services, stream_token
 from calls.models import Call
 from lambda_webhook import twiml
@@ -70,6 +72,21 @@ def _endpoint(path: str) -> str:
     return f"{settings.PUBLIC_WEBHOOK_BASE_URL}/twilio/{path}"
 
 
+def _connect_to_agent(call: Call, config_id: int | None) -> HttpResponse:
+    """The TwiML that hands an answered call (inbound or outbound) to the bridge, or the apology when no
+    agent can take it."""
+    if config_id is None or not settings.OPENAI_API_KEY:
+        reason = "no agent config" if config_id is None else "OPENAI_API_KEY is not set"
+        log.error("call %s to %s not answered by an agent: %s", call.twilio_call_sid,
+                  services.mask_phone(call.to_number), reason)
+        services.finish_call(call.pk, Call.EndReason.NOT_CONFIGURED)
+        return _twiml(twiml.say_and_hang_up(twiml.APOLOGY))
+    token = stream_token.mint(call.twilio_call_sid, config_id)
+    return _twiml(
+        twiml.connect_stream(settings.BRIDGE_PUBLIC_URL, token, _endpoint("status"), _endpoint("stream-ended"))
+    )
+
+
 @twilio_webhook
 def voice(request: HttpRequest) -> HttpResponse:
     call_sid = request.POST["CallSid"]
@@ -77,20 +94,64 @@ def voice(request: HttpRequest) -> HttpResponse:
     try:
         config = services.resolve_config(to_number)
         call = services.start_call(call_sid, request.POST.get("AccountSid", ""), from_number, to_number, config)
-        if config is None or not settings.OPENAI_API_KEY:
-            reason = "no agent config" if config is None else "OPENAI_API_KEY is not set"
-            log.error("call %s to %s not answered by an agent: %s", call_sid, services.mask_phone(to_number), reason)
-            services.finish_call(call.pk, Call.EndReason.NOT_CONFIGURED)
-            return _twiml(twiml.say_and_hang_up(twiml.APOLOGY))
-        token = stream_token.mint(call_sid, config.pk)
+        response = _connect_to_agent(call, config.pk if config else None)
     except DatabaseError:
         log.exception("call %s: database unavailable, apologising", call_sid)
         return _twiml(twiml.say_and_hang_up(twiml.APOLOGY))
-    log.info("call %s from %s to %s → config %s", call_sid, services.mask_phone(from_number),
-             services.mask_phone(to_number), config.pk)
-    return _twiml(
-        twiml.connect_stream(settings.BRIDGE_PUBLIC_URL, token, _endpoint("status"), _endpoint("stream-ended"))
+    if config is not None:
+        log.info("call %s from %s to %s → config %s", call_sid, services.mask_phone(from_number),
+                 services.mask_phone(to_number), config.pk)
+    return response
+
+
+@twilio_webhook
+def outbound(request: HttpRequest) -> HttpResponse:
+    """The callee answered a call voiceops placed (calls.outbound.place_call): connect it to the agent
+    of the Call row created then."""
+    call_sid = request.POST["CallSid"]
+    try:
+        call = Call.objects.filter(twilio_call_sid=call_sid, direction=Call.Direction.OUTBOUND).first()
+        if call is None:
+            log.warning("outbound webhook for unknown call %s: hanging up", call_sid)
+            return _twiml(twiml.hang_up())
+        response = _connect_to_agent(call, call.agent_config_id)
+    except DatabaseError:
+        log.exception("call %s: database unavailable, apologising", call_sid)
+        return _twiml(twiml.say_and_hang_up(twiml.APOLOGY))
+    log.info("outbound call %s answered at %s → config %s", call_sid, services.mask_phone(call.to_number),
+             call.agent_config_id)
+    return response
+
+
+@twilio_webhook
+def amd(request: HttpRequest) -> HttpResponse:
+    """Twilio's async answering-machine verdict for an outbound call: a person keeps the agent; a machine
+    gets the config's voicemail message after the beep, or a hang-up."""
+    call_sid = request.POST["CallSid"]
+    answered_by = request.POST.get("AnsweredBy", "")
+    if not answered_by:
+        return HttpResponseBadRequest("AnsweredBy required", content_type="text/plain")
+    try:
+        call = outbound_calls.record_answered_by(call_sid, answered_by)
+    except DatabaseError:
+        log.exception("call %s: could not record the AMD verdict", call_sid)
+        return HttpResponse(status=503)
+    if call is None:
+        return HttpResponse(status=204)
+    decision = outbound_calls.amd_decision(call.config_snapshot, answered_by)
+    log.info("outbound call %s answered by %s → %s", call_sid, answered_by, decision.action)
+    if decision.action == outbound_calls.AmdAction.CONTINUE:
+        return HttpResponse(status=204)
+    reply = (
+        twiml.say_and_hang_up(decision.message) if decision.action == outbound_calls.AmdAction.VOICEMAIL
+        else twiml.hang_up()
     )
+    try:
+        outbound_calls.redirect_call(call_sid, reply)
+    except (TwilioException, OSError) as exc:
+        # The call goes on with the agent; nothing else to do but say so.
+        log.warning("outbound call %s: could not redirect after AMD (%s)", call_sid, type(exc).__name__)
+    return HttpResponse(status=204)
 
 
 @twilio_webhook
