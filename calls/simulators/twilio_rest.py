@@ -9,7 +9,8 @@ Point the `twilio` library at it with TWILIO_API_BASE_URL. It speaks what the li
 - Errors as Twilio's JSON: `{"code", "message", "more_info", "status"}` with the HTTP status, which the library
   turns into `TwilioRestException(status, uri, msg, code)`:
   bad credentials or a suspended account → 401 / 20003; `To` missing → 21201, not a phone number → 21211;
-  `From` missing → 21213; no `Url`/`Twiml`/`ApplicationSid` → 21205;
+  `From` missing → 21213; (a +1 number must have ten digits after the country code, as Twilio checks
+  each country's numbering plan, not just E.164's shape); no `Url`/`Twiml`/`ApplicationSid` → 21205;
   Twilio's documented test ("magic") numbers: To +15005550001 → 21217 (invalid), +15005550002 → 21214
   (cannot route), +15005550003 → 21215 (geo permissions), +15005550004 → 21216 (blocked);
   From +15005550001 → 21212 (invalid), a From the account does not own → 21210.
@@ -196,7 +197,7 @@ class TwilioRestFake:
             raise TwilioError(400, 21210, f"The source phone number provided, {from_}, is not yet verified "
                                           "for your account. You may only make calls from phone numbers "
                                           "that you've verified or purchased from Twilio.")
-        if not PHONE.match(to):
+        if not PHONE.match(to) or (to.startswith("+1") and len(to) != 12):  # NANP: +1 and ten digits
             raise TwilioError(400, 21211, f"The 'To' number {to} is not a valid phone number.")
         if to in MAGIC_TO_ERRORS:
             code, message = MAGIC_TO_ERRORS[to]
