@@ -113,7 +113,7 @@ def test_twilio_unreachable_is_a_clean_error(twilio_rest, outbound_config, setti
 
 @pytest.mark.parametrize("bad", ["4155550123", "+0123456789", "+1 415 CALL NOW", ""])
 def test_numbers_must_be_e164(twilio_rest, outbound_config, bad):
-    with pytest.raises(CommandError, match="not an E.164 number"):
+    with pytest.raises(CommandError, match=r"not an E\.164 number"):
         place("--to", bad)
     assert not Call.objects.exists() and not twilio_rest.calls
 
