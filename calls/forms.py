@@ -187,3 +187,16 @@ class CallFilterForm(forms.Form):
         if since and until and since > until:
             self.add_error("until", "“Until” is before “From”.")
         return data
+
+
+class PlaceCallForm(forms.Form):
+    """The dashboard's outbound call: a number and the config whose agent calls it."""
+
+    to = forms.CharField(
+        max_length=32, label="Number to call",
+        widget=forms.TextInput(attrs={"placeholder": "+14155550123", "autocomplete": "off", "inputmode": "tel"}),
+        help_text="E.164: a + then country code and number. Spaces and dashes are removed.",
+    )
+    config = forms.ModelChoiceField(
+        queryset=AgentConfig.objects.filter(is_active=True), label="Agent config", empty_label=None,
+    )

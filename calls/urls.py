@@ -10,4 +10,5 @@ urlpatterns = [
     path("calls/<int:pk>/", views.call_detail, name="call"),
     path("calls/<int:pk>/events.json", views.call_events, name="call_events"),
     path("test-call/", views.test_call, name="test_call"),
+    path("outbound/", views.place_call, name="place_call"),
 ]

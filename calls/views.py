@@ -12,12 +12,14 @@ from django.core.exceptions import PermissionDenied
 from django.core.management import get_commands, load_command_class
 from django.core.paginator import Paginator
 from django.db.models import Avg, Count, Q, Sum
+from django.contrib import messages
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
-from django.shortcuts import get_object_or_404, render
+from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
-from django.views.decorators.http import require_GET
+from django.views.decorators.http import require_GET, require_http_methods
 
-from calls.forms import CallFilterForm
+from calls import outbound
+from calls.forms import CallFilterForm, PlaceCallForm
 from calls.models import AgentConfig, Call, CallEvent, PhoneNumber
 from calls.services import mask_phone
 
@@ -271,3 +273,33 @@ def test_call(request: HttpRequest) -> HttpResponse:
             "all_numbers": PhoneNumber.objects.filter(is_active=True).count(),
         },
     )
+
+
+PLACE_CALLS = "calls.place_call"
+
+
+@dashboard_view
+@require_http_methods(["GET", "POST"])
+def place_call(request: HttpRequest) -> HttpResponse:
+    """Staff with the “Can place outbound calls” permission have an agent call a number."""
+    if not request.user.has_perm(PLACE_CALLS):
+        raise PermissionDenied("Placing calls needs the “Can place outbound calls” permission.")
+    form = PlaceCallForm(request.POST or None, initial={"config": AgentConfig.objects.filter(is_default=True).first()})
+    refused: outbound.OutboundRefused | None = None
+    if request.method == "POST" and form.is_valid():
+        try:
+            call = outbound.place_call(form.cleaned_data["to"], form.cleaned_data["config"].name,
+                                       placed_by=f"user:{request.user.get_username()}")
+        except outbound.OutboundRefused as exc:
+            refused = exc
+            form.add_error(None, exc.message)
+        else:
+            messages.success(request, f"Calling {call.to_number} with “{call.agent_config}”.")
+            return redirect("dashboard:call", pk=call.pk)
+    recent = (
+        Call.objects.filter(direction=Call.Direction.OUTBOUND).select_related("agent_config").order_by("-created_at")[:10]
+    )
+    return render(request, "dashboard/place_call.html", {
+        "form": form, "nav": "outbound", "recent_calls": recent,
+        "failed_call": refused.call if refused else None,
+    })
