@@ -7,12 +7,12 @@ from datetime import timedelta
 from functools import wraps
 from typing import Any
 
+from django.contrib import messages
 from django.contrib.admin.views.decorators import staff_member_required
 from django.core.exceptions import PermissionDenied
 from django.core.management import get_commands, load_command_class
 from django.core.paginator import Paginator
 from django.db.models import Avg, Count, Q, Sum
-from django.contrib import messages
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
