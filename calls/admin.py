@@ -23,7 +23,7 @@ from django.utils.html import escape, format_html
 from django.utils.safestring import SafeString, mark_safe
 
 from calls import api, services
-from calls.forms import AgentConfigAdminForm, PhoneNumberAdminForm, ToolAdminForm, normalize_phone
+from calls.forms import AgentConfigAdminForm, DoNotCallNumberAdminForm, PhoneNumberAdminForm, ToolAdminForm
 from calls.models import AgentConfig, AgentConfigRevision, ApiToken, Call, DoNotCallNumber, PhoneNumber, Tool
 from calls.templatetags.voiceops import duration as format_duration
 from calls.views import event_dicts
@@ -583,12 +583,12 @@ class CallAdmin(admin.ModelAdmin):
 
 @admin.register(DoNotCallNumber)
 class DoNotCallNumberAdmin(admin.ModelAdmin):
+    form = DoNotCallNumberAdminForm
     list_display = ("number", "reason", "added_by", "created_at")
     search_fields = ("number", "reason")
     fields = ("number", "reason")
 
     def save_model(self, request: HttpRequest, obj: DoNotCallNumber, form: ModelForm, change: bool) -> None:
-        obj.number = normalize_phone(obj.number)
         if not change:
             obj.added_by = request.user
         super().save_model(request, obj, form, change)

@@ -11,7 +11,7 @@ from django.core.exceptions import ValidationError
 from django.core.validators import MaxLengthValidator
 from django.forms.fields import InvalidJSONInput
 
-from calls.models import AgentConfig, Call, PhoneNumber, Tool
+from calls.models import AgentConfig, Call, DoNotCallNumber, PhoneNumber, Tool
 from calls.services import REVISION_FIELDS
 
 # Separators people paste from address books: "+1 (415) 555-0123" means +14155550123.
@@ -200,3 +200,17 @@ class PlaceCallForm(forms.Form):
     config = forms.ModelChoiceField(
         queryset=AgentConfig.objects.filter(is_active=True), label="Agent config", empty_label=None,
     )
+
+
+class DoNotCallNumberAdminForm(forms.ModelForm):
+    class Meta:
+        model = DoNotCallNumber
+        fields = ["number", "reason"]
+        help_texts = {"number": PhoneNumberAdminForm.Meta.help_texts["number"]}
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        allow_phone_separators(self.fields["number"])
+
+    def clean_number(self) -> str:
+        return normalize_phone(self.cleaned_data.get("number", ""))
