@@ -218,7 +218,7 @@ def place_call(to: str, config_name: str | None = None, placed_by: str = "",
         )
     except TwilioRestException as exc:
         hint = TWILIO_HINTS.get(exc.code or 0, "")
-        message = f"Twilio refused the call (error {exc.code}): {exc.msg}" + (f" {hint}" if hint else "")
+        message = f"Twilio refused the call (error {exc.code}). " + (f"{hint} " if hint else "") + f"Twilio: {exc.msg}"
         log.warning("outbound call %s to %s refused by Twilio: HTTP %s error %s", call.pk,
                     services.mask_phone(number), exc.status, exc.code)
         _fail(call, message, {"twilio_code": exc.code, "http_status": exc.status})
