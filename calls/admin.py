@@ -188,7 +188,7 @@ class AgentConfigAdmin(admin.ModelAdmin):
                 "fields": ("tools",),
             },
         ),
-        ("Routing", {"fields": ("is_default", "is_active", "transfer_number")}),
+        ("Routing", {"fields": ("is_default", "is_active", "transfer_number", "transfer_mode")}),
         (
             "Outbound calls",
             {

@@ -33,6 +33,10 @@ class AgentConfig(models.Model):
         NEAR_FIELD = "near_field", "Near field (handset)"
         FAR_FIELD = "far_field", "Far field (speakerphone)"
 
+    class TransferMode(models.TextChoices):
+        WARM = "warm", "Warm: whisper a summary to the person answering first"
+        COLD = "cold", "Cold: connect the caller straight away"
+
     class MachineDetection(models.TextChoices):
         OFF = "off", "Off: the agent talks to whoever answers"
         HANG_UP = "hang_up", "Hang up on an answering machine"
@@ -72,6 +76,10 @@ class AgentConfig(models.Model):
     transfer_number = models.CharField(
         max_length=16, blank=True, validators=[validators.validate_e164],
         help_text="Where transfer_call sends the caller (E.164).",
+    )
+    transfer_mode = models.CharField(
+        max_length=10, choices=TransferMode.choices, default=TransferMode.WARM,
+        help_text="Warm: the person answering hears a short summary before the caller is connected.",
     )
     record_calls = models.BooleanField(
         default=False, help_text="Keep a stereo WAV of each call (left: caller, right: agent).",

@@ -41,7 +41,7 @@ REVISION_FIELDS = [
     "name", "instructions", "greeting", "voice", "model", "speed", "turn_detection", "vad_threshold",
     "vad_prefix_padding_ms", "vad_silence_duration_ms", "eagerness", "interrupt_response", "noise_reduction",
     "transcription_enabled", "transcription_model", "max_output_tokens", "max_call_minutes",
-    "transfer_number", "is_active", "is_default",
+    "transfer_number", "transfer_mode", "is_active", "is_default",
     "machine_detection", "voicemail_message", "calling_hours_start", "calling_hours_end", "calling_time_zone",
     "max_concurrent_outbound",
 ]
@@ -159,6 +159,7 @@ def config_snapshot(config: AgentConfig) -> dict[str, Any]:
         "max_output_tokens": config.max_output_tokens or "inf",
         "max_call_seconds": config.max_call_minutes * 60,
         "transfer_number": config.transfer_number or None,
+        "transfer_mode": config.transfer_mode,
         "tools": tools,
     }
 
@@ -283,6 +284,16 @@ def add_events(call_id: int, events: Iterable[dict[str, Any]]) -> int:
     ]
     CallEvent.objects.bulk_create(rows, ignore_conflicts=True)
     return len(rows)
+
+
+def add_status_event(call_id: int, text: str, data: dict[str, Any]) -> None:
+    """A status line written after the bridge is done with the call (e.g. a transfer's outcome): the next
+    free seq, taken under a lock on the call row."""
+    with transaction.atomic():
+        Call.objects.select_for_update().filter(pk=call_id).first()
+        last = CallEvent.objects.filter(call_id=call_id).order_by("-seq").values_list("seq", "t_ms").first()
+        seq, t_ms = (last[0] + 1, last[1]) if last else (0, 0)
+        CallEvent.objects.create(call_id=call_id, seq=seq, kind=CallEvent.Kind.STATUS, t_ms=t_ms, text=text, data=data)
 
 
 LIVE_STATUSES = (Call.Status.RINGING, Call.Status.IN_PROGRESS)

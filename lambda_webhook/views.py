@@ -6,11 +6,13 @@ to the caller. Anything that goes wrong while answering becomes a spoken apology
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable
 from datetime import datetime
 from email.utils import parsedate_to_datetime
 from functools import wraps
+from urllib.parse import urlencode
 
 from django.conf import settings
 from django.db import DatabaseError
@@ -21,7 +23,7 @@ from twilio.base.exceptions import TwilioException
 
 from calls import outbound as outbound_calls
 from calls import services, stream_token
-from calls.models import Call
+from calls.models import AgentConfig, Call, CallEvent
 from lambda_webhook import twiml
 from lambda_webhook.signature import is_authentic
 
@@ -185,13 +187,20 @@ def stream_ended(request: HttpRequest) -> HttpResponse:
     """Twilio asks what comes after <Connect> once the bridge closes the stream."""
     call_sid = request.POST["CallSid"]
     try:
-        call = Call.objects.filter(twilio_call_sid=call_sid).only("end_reason", "config_snapshot", "to_number").first()
+        call = (
+            Call.objects.filter(twilio_call_sid=call_sid)
+            .only("end_reason", "config_snapshot", "to_number", "from_number", "direction").first()
+        )
     except DatabaseError:
         log.exception("call %s: database unavailable after stream end", call_sid)
         return _twiml(twiml.say_and_hang_up(twiml.UPSTREAM_APOLOGY))
     reason = call.end_reason if call else ""
     if reason == Call.EndReason.TRANSFERRED and call and call.config_snapshot.get("transfer_number"):
-        return _twiml(twiml.transfer(call.config_snapshot["transfer_number"], call.to_number, twiml.APOLOGY))
+        warm = call.config_snapshot.get("transfer_mode", AgentConfig.TransferMode.WARM) == AgentConfig.TransferMode.WARM
+        whisper_url = f"{_endpoint('whisper')}?{urlencode({'call': call_sid})}" if warm else None
+        caller_id = call.from_number if call.direction == Call.Direction.OUTBOUND else call.to_number
+        return _twiml(twiml.transfer(call.config_snapshot["transfer_number"], caller_id,
+                                     _endpoint("transfer-ended"), whisper_url))
     if reason in {Call.EndReason.AGENT_ENDED, Call.EndReason.CALLER_HANGUP}:
         return _twiml(twiml.hang_up())
     if reason == Call.EndReason.MAX_DURATION:
@@ -199,3 +208,57 @@ def stream_ended(request: HttpRequest) -> HttpResponse:
     if reason == Call.EndReason.DRAINED:
         return _twiml(twiml.say_and_hang_up(twiml.DRAINED))
     return _twiml(twiml.say_and_hang_up(twiml.UPSTREAM_APOLOGY))
+
+
+def transfer_summary(call: Call) -> str:
+    """What the person taking a warm transfer hears first: who is calling through which agent, and why
+    (the reason the model gave the transfer_call tool)."""
+    reason = ""
+    tool_call = call.events.filter(kind=CallEvent.Kind.TOOL_CALL, text="transfer_call").order_by("-seq").first()
+    if tool_call is not None:
+        try:
+            arguments = json.loads(tool_call.data.get("arguments") or "{}")
+        except (TypeError, ValueError):
+            arguments = {}
+        if isinstance(arguments, dict) and isinstance(arguments.get("reason"), str):
+            reason = arguments["reason"].strip()[:300]
+    agent = call.config_snapshot.get("name") or "voice"
+    summary = f"A call transferred by the {agent} assistant. "
+    summary += f"The caller needs: {reason}. " if reason else "The caller asked for a person. "
+    return summary + "Connecting you now."
+
+
+@twilio_webhook
+def whisper(request: HttpRequest) -> HttpResponse:
+    """Played to the person who answers a warm transfer (the <Number url>), before the caller is connected.
+    `call` names the caller's call; CallSid is the new leg's."""
+    parent_sid = request.GET.get("call", "")
+    if not _valid_sid(parent_sid, "CA"):
+        return HttpResponseBadRequest("call missing or malformed", content_type="text/plain")
+    try:
+        call = Call.objects.filter(twilio_call_sid=parent_sid).first()
+        text = transfer_summary(call) if call else "A transferred call. Connecting you now."
+    except DatabaseError:
+        log.exception("call %s: database unavailable for the transfer whisper", parent_sid)
+        text = "A transferred call. Connecting you now."
+    return _twiml(twiml.whisper(text))
+
+
+@twilio_webhook
+def transfer_ended(request: HttpRequest) -> HttpResponse:
+    """The <Dial> of a transfer is over (DialCallStatus): hang up after a conversation, or tell the caller
+    nobody answered. Recorded in the call's events."""
+    call_sid = request.POST["CallSid"]
+    dial_status = request.POST.get("DialCallStatus", "")
+    answered = dial_status in {"completed", "answered"}
+    try:
+        call = Call.objects.filter(twilio_call_sid=call_sid).first()
+        if call is not None:
+            services.add_status_event(call.pk, f"Transfer {'answered' if answered else 'not answered'}", {
+                "dial_status": dial_status, "duration_s": request.POST.get("DialCallDuration", ""),
+                "mode": call.config_snapshot.get("transfer_mode", ""),
+            })
+    except DatabaseError:
+        log.exception("call %s: could not record the transfer outcome", call_sid)
+    log.info("call %s: transfer ended (%s)", call_sid, dial_status or "no status")
+    return _twiml(twiml.hang_up() if answered else twiml.say_and_hang_up(twiml.TRANSFER_UNANSWERED))
