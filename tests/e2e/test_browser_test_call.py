@@ -30,7 +30,7 @@ from tests.bridge_tools.conftest import TlsFiles
 from tests.e2e.conftest import bridge_env
 from tests.e2e.test_call_flow import wait_for
 from tests.servers import ServerProcess, run_bridge
-from tests.web.conftest import CHROMIUM, LAUNCH_ARGS
+from tests.web.conftest import launched_chromium
 from tests.web.helpers import logged_in_page
 
 pytestmark = [pytest.mark.browser, pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
@@ -61,23 +61,12 @@ def mic_wav(path: Path) -> Path:
 
 @pytest.fixture
 def mic_browser(tmp_path: Path) -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    previous = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
-    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "1"
-    args = [*LAUNCH_ARGS, "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+    """Chromium whose fake microphone plays `mic_wav`; permission prompts answered yes."""
+    args = ("--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
             f"--use-file-for-fake-audio-capture={mic_wav(tmp_path / 'mic.wav')}",
-            "--autoplay-policy=no-user-gesture-required"]
-    try:
-        with sync_playwright() as playwright:
-            chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=args)
-            yield chromium
-            chromium.close()
-    finally:
-        if previous is None:
-            os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
-        else:
-            os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = previous
+            "--autoplay-policy=no-user-gesture-required")
+    with launched_chromium(args) as chromium:
+        yield chromium
 
 
 def dominant_hz(ulaw: bytes) -> float:
