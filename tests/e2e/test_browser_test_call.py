@@ -121,6 +121,34 @@ def test_browser_call_talks_to_the_agent(mic_browser: Any, bridge: ServerProcess
     page.context.close()
 
 
+def test_talking_over_the_agent_clears_what_the_page_queued(mic_browser: Any, bridge: ServerProcess,
+                                                            fresh_sim: RealtimeSimulator, agent: AgentConfig,
+                                                            admin_user: Any) -> None:
+    """A six-second greeting, and the microphone's tone starts 2.5 s in: the bridge sends `clear`, the page drops
+    the queued audio and echoes its pending marks, and OpenAI's item is truncated at what was heard."""
+    from playwright.sync_api import expect
+
+    fresh_sim.pacing.speed = 1.0
+    fresh_sim.script = Script(turns=[Reply("A very long greeting that goes on and on.", audio_ms=6000)])
+    page = logged_in_page(mic_browser, bridge.http)
+    page.goto(f"/dashboard/test-call/?config={agent.pk}")
+    root = page.locator("#test-call")
+
+    page.click("#tc-start")
+    expect(root).to_have_attribute("data-state", "live", timeout=15_000)
+    wait_for(lambda: int(root.get_attribute("data-cleared") or 0) >= 1, timeout_s=15)
+
+    received, played = int(root.get_attribute("data-received")), int(root.get_attribute("data-played"))
+    assert 0 < played < received <= 6000 * 8  # part of the greeting was heard, the rest dropped
+    [truncate] = wait_for(lambda: fresh_sim.sessions[-1].truncates, timeout_s=10)
+    assert 0 < truncate["audio_end_ms"] < 6000
+    page.click("#tc-hangup")
+    expect(root).to_have_attribute("data-state", "ended")
+    assert fresh_sim.errors == []
+    assert page.js_errors == [], page.js_errors
+    page.context.close()
+
+
 async def test_the_browser_token_is_single_use(bridge: ServerProcess, fresh_sim: RealtimeSimulator,
                                                agent: AgentConfig) -> None:
     """The bridge (TWILIO_AUTH_TOKEN set) takes an unsigned handshake only with a browser test-call token,
