@@ -22,6 +22,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 from twilio.base.exceptions import TwilioException, TwilioRestException
+from twilio.http import HttpClient
 from twilio.http.http_client import TwilioHttpClient
 from twilio.rest import Client
 
@@ -74,10 +75,10 @@ class OutboundRefused(Exception):
         self.refusal, self.message, self.call, self.twilio_code = refusal, message, call, twilio_code
 
 
-def rest_client() -> Client:
+def rest_client(http_client: HttpClient | None = None) -> Client:
     """The twilio library's client, pointed at TWILIO_API_BASE_URL (tests: the local fake)."""
     client = Client(settings.TWILIO_ACCOUNT_SID, settings.TWILIO_AUTH_TOKEN,
-                    http_client=TwilioHttpClient(timeout=TWILIO_TIMEOUT_S))
+                    http_client=http_client or TwilioHttpClient(timeout=TWILIO_TIMEOUT_S))
     client.api.base_url = settings.TWILIO_API_BASE_URL.rstrip("/")
     return client
 
