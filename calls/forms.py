@@ -88,6 +88,13 @@ class AgentConfigAdminForm(forms.ModelForm):
         data = super().clean()
         if data.get("is_default") and data.get("is_active") is False:
             self.add_error("is_active", "The default config must be active: calls to numbers without a route use it.")
+        if data.get("machine_detection") == AgentConfig.MachineDetection.VOICEMAIL and not (
+            data.get("voicemail_message") or ""
+        ).strip():
+            self.add_error("voicemail_message", "Write the message to leave, or choose to hang up on machines.")
+        start, end = data.get("calling_hours_start"), data.get("calling_hours_end")
+        if start is not None and start == end:
+            self.add_error("calling_hours_end", "Start and end are the same hour: use 0 and 24 to allow any time.")
         return data
 
     def _get_validation_exclusions(self) -> set[str]:

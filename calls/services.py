@@ -286,14 +286,21 @@ def add_events(call_id: int, events: Iterable[dict[str, Any]]) -> int:
     return len(rows)
 
 
+# Events written after the bridge is done with a call (by the webhook) number from here: the bridge's last
+# batch may still be on its way, and its seqs (0, 1, 2, … per call) must never collide with ours.
+AFTER_STREAM_SEQ = 1_000_000
+
+
 def add_status_event(call_id: int, text: str, data: dict[str, Any]) -> None:
-    """A status line written after the bridge is done with the call (e.g. a transfer's outcome): the next
-    free seq, taken under a lock on the call row."""
+    """A status line about what happened after the media stream (e.g. a transfer's outcome), after every
+    event of the stream; the seq is taken under a lock on the call row."""
     with transaction.atomic():
         Call.objects.select_for_update().filter(pk=call_id).first()
-        last = CallEvent.objects.filter(call_id=call_id).order_by("-seq").values_list("seq", "t_ms").first()
-        seq, t_ms = (last[0] + 1, last[1]) if last else (0, 0)
-        CallEvent.objects.create(call_id=call_id, seq=seq, kind=CallEvent.Kind.STATUS, t_ms=t_ms, text=text, data=data)
+        events = CallEvent.objects.filter(call_id=call_id)
+        last_seq = events.order_by("-seq").values_list("seq", flat=True).first() or 0
+        t_ms = events.order_by("-t_ms").values_list("t_ms", flat=True).first() or 0
+        CallEvent.objects.create(call_id=call_id, seq=max(last_seq + 1, AFTER_STREAM_SEQ), kind=CallEvent.Kind.STATUS,
+                                 t_ms=t_ms, text=text, data=data)
 
 
 LIVE_STATUSES = (Call.Status.RINGING, Call.Status.IN_PROGRESS)

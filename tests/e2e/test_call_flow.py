@@ -165,7 +165,9 @@ async def test_transfer_call_dials_the_configured_number(
         assert await call.wait_closed(15)
     after = await asyncio.to_thread(stream_ended_twiml, bridge, params)
     assert "Dial" in after.verbs
-    # Warm transfer: Twilio fetches the whisper for the person answering; it says why the caller is coming.
+    # Warm transfer: Twilio fetches the whisper once the person answers (seconds later: the bridge's events
+    # are stored by then); it says why the caller is coming.
+    wait_for(lambda: CallEvent.objects.filter(call__twilio_call_sid=params["CallSid"], kind="tool_call").exists())
     status, body = signed_webhook_post(bridge.http, "/twilio/transfer-ended", {
         **params, "CallStatus": "in-progress", "DialCallStatus": "no-answer", "DialCallDuration": "0"}, TWILIO_TOKEN)
     assert status == 200 and parse_twiml(body).verbs == ["Say", "Hangup"]  # nobody answered: a message

@@ -171,3 +171,24 @@ def test_admin_adds_a_do_not_call_number(admin_client, admin_user):
     assert entry.number == CALLEE and entry.added_by == admin_user
     bad = admin_client.post(reverse("admin:calls_donotcallnumber_add"), {"number": "4155550123"})
     assert bad.status_code == 200 and "E.164" in bad.content.decode()
+
+
+def test_config_form_checks_the_outbound_settings(admin_client, outbound_config):
+    from tests.web.helpers import config_post_data
+
+    url = reverse("admin:calls_agentconfig_change", args=[outbound_config.pk])
+    response = admin_client.post(url, config_post_data(outbound_config, machine_detection="voicemail",
+                                                       voicemail_message=" "))
+    assert "Write the message to leave" in response.content.decode()
+    response = admin_client.post(url, config_post_data(outbound_config, calling_hours_start="9",
+                                                       calling_hours_end="9"))
+    assert "use 0 and 24" in response.content.decode()
+    response = admin_client.post(url, config_post_data(outbound_config, calling_time_zone="Mars/Olympus"))
+    assert "is not a time zone name" in response.content.decode()
+    response = admin_client.post(url, config_post_data(
+        outbound_config, machine_detection="voicemail", voicemail_message="Please call us back.",
+        calling_hours_start="9", calling_hours_end="17", calling_time_zone="Europe/Paris", transfer_mode="cold"))
+    assert response.status_code == 302
+    outbound_config.refresh_from_db()
+    assert (outbound_config.calling_time_zone, outbound_config.transfer_mode) == ("Europe/Paris", "cold")
+    assert outbound_config.revisions.order_by("-number").first().data["voicemail_message"] == "Please call us back."
