@@ -47,7 +47,9 @@ def test_http_api_default_stage_routes_and_custom_domain(each: Synth) -> None:
     assert stage["StageName"] == "$default" and stage["AutoDeploy"] is True
     assert stage["AccessLogSettings"]["DestinationArn"]
     routes = {r["Properties"]["RouteKey"] for r in resources(template, "AWS::ApiGatewayV2::Route").values()}
-    assert routes == {"POST /twilio/voice", "POST /twilio/status"}
+    assert routes == {"POST /twilio/voice", "POST /twilio/status", "POST /twilio/stream-ended",
+                      "POST /twilio/outbound", "POST /twilio/amd", "POST /twilio/whisper",
+                      "POST /twilio/transfer-ended"}
     domain = only(template, "AWS::ApiGatewayV2::DomainName")["Properties"]
     assert domain["DomainName"] == each.settings.api_host
     mapping = only(template, "AWS::ApiGatewayV2::ApiMapping")["Properties"]

@@ -33,6 +33,11 @@ DEFAULT_ADOT_LAYER = "arn:${AWS::Partition}:lambda:${AWS::Region}:615299751070:l
 OTEL_WRAPPER = "/opt/otel-instrument"
 WEBHOOK_TIMEOUT_S = 10  # Twilio gives up on a webhook after 15 s
 
+WEBHOOK_PATHS = (
+    "/twilio/voice", "/twilio/status", "/twilio/stream-ended", "/twilio/outbound", "/twilio/amd",
+    "/twilio/whisper", "/twilio/transfer-ended",
+)
+
 
 class WebhookStack(Stack):
     def __init__(
@@ -138,7 +143,8 @@ class WebhookStack(Stack):
             self.function,
             payload_format_version=apigwv2.PayloadFormatVersion.VERSION_2_0,
         )
-        for path in ("/twilio/voice", "/twilio/status"):
+        # Every URL voiceops hands Twilio (lambda_webhook/urls.py); a path without a route is a 404 to Twilio.
+        for path in WEBHOOK_PATHS:
             self.api.add_routes(path=path, methods=[apigwv2.HttpMethod.POST], integration=integration)
 
         self.access_logs = log_group(self, "ApiAccessLogs", settings, "webhook-api")
