@@ -19,6 +19,10 @@ from voiceops_cdk.network import REDIS_PORT, SecurityGroups
 
 DB_NAME = "voiceops"
 DB_USER = "voiceops"
+# The major version only, with auto minor upgrade on: RDS applies minor versions in the maintenance window,
+# and the template never names one, so a later update cannot try to move the instance back to an older
+# minor (which RDS refuses). A major upgrade is a deliberate change of this constant.
+POSTGRES_VERSION = rds.PostgresEngineVersion.VER_17
 
 
 class DataStack(Stack):
@@ -39,7 +43,7 @@ class DataStack(Stack):
         self.database = rds.DatabaseInstance(
             self,
             "Postgres",
-            engine=rds.DatabaseInstanceEngine.postgres(version=rds.PostgresEngineVersion.VER_17_9),
+            engine=rds.DatabaseInstanceEngine.postgres(version=POSTGRES_VERSION),
             instance_type=ec2.InstanceType.of(
                 ec2.InstanceClass.T4G, ec2.InstanceSize.MEDIUM if settings.is_prod else ec2.InstanceSize.MICRO
             ),
@@ -70,7 +74,7 @@ class DataStack(Stack):
             parameter_group=rds.ParameterGroup(
                 self,
                 "Params",
-                engine=rds.DatabaseInstanceEngine.postgres(version=rds.PostgresEngineVersion.VER_17_9),
+                engine=rds.DatabaseInstanceEngine.postgres(version=POSTGRES_VERSION),
                 parameters={"rds.force_ssl": "1", "log_min_duration_statement": "500"},
             ),
         )
