@@ -59,3 +59,35 @@ def test_http_api_default_stage_routes_and_custom_domain(each: Synth) -> None:
 def test_dns_record_only_when_a_zone_is_given(dev: Synth, prod: Synth) -> None:
     assert not resources(dev.template("webhook"), "AWS::Route53::RecordSet")
     assert len(resources(prod.template("webhook"), "AWS::Route53::RecordSet")) == 1
+
+
+def _layers(context: dict) -> str:
+    from aws_cdk.assertions import Template
+    from voiceops_cdk.app import build
+
+    function = only(Template.from_stack(build(context, nag=False).webhook), "AWS::Lambda::Function")
+    return text(function["Properties"]["Layers"])
+
+
+def test_adot_layer_arn_is_the_one_aws_publishes_in_the_region() -> None:
+    """Issue 7 item 15: the layer's account and version differ by region (AWS's ADOT Lambda layer list,
+    https://aws-otel.github.io/docs/getting-started/lambda/lambda-python)."""
+    assert _layers({"region": "us-east-1"}) == (
+        '["arn:aws:lambda:us-east-1:615299751070:layer:AWSOpenTelemetryDistroPython:25"]'
+    )
+    # Milan: another publishing account, another version.
+    assert _layers({"region": "eu-south-1"}) == (
+        '["arn:aws:lambda:eu-south-1:257394471194:layer:AWSOpenTelemetryDistroPython:19"]'
+    )
+    pinned = "arn:aws:lambda:eu-south-1:257394471194:layer:AWSOpenTelemetryDistroPython:18"
+    assert _layers({"region": "eu-south-1", "adot_lambda_layer_arn": pinned}) == f'["{pinned}"]'
+
+
+def test_unknown_region_for_the_adot_layer_fails_synth_with_what_to_do() -> None:
+    import pytest
+    from voiceops_cdk.app import build
+
+    with pytest.raises(ValueError, match="adot_lambda_layer_arn"):
+        build({"region": "us-gov-west-1"}, nag=False)
+    build({"region": "us-gov-west-1", "adot_lambda_layer_arn": "arn:aws-us-gov:lambda:us-gov-west-1:1:layer:x:1"},
+          nag=False)

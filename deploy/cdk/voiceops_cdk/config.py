@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from aws_cdk import Aws
 from constructs import Node
 
+from voiceops_cdk.adot import adot_python_layer_arn
+
 STAGES = ("dev", "prod")
 WEB_PLATFORMS = ("fargate", "apprunner")
 
@@ -175,4 +177,6 @@ def settings_from_context(node: Node) -> DeploySettings:
         raise ValueError("hosted_zone_id and hosted_zone_name go together")
     if bool(settings.slack_workspace_id) != bool(settings.slack_channel_id):
         raise ValueError("slack_workspace_id and slack_channel_id go together")
+    if not settings.adot_lambda_layer_arn:
+        adot_python_layer_arn(settings.region)  # an unknown region fails here, with what to do about it
     return settings

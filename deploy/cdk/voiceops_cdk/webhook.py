@@ -7,7 +7,7 @@ so there is exactly one public URL.
 
 from __future__ import annotations
 
-from aws_cdk import Aws, CfnOutput, Duration, Fn, Stack
+from aws_cdk import Aws, CfnOutput, Duration, Stack
 from aws_cdk import aws_apigatewayv2 as apigwv2
 from aws_cdk import aws_apigatewayv2_integrations as integrations
 from aws_cdk import aws_certificatemanager as acm
@@ -20,6 +20,7 @@ from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_secretsmanager as secretsmanager
 from constructs import Construct
 
+from voiceops_cdk.adot import adot_python_layer_arn
 from voiceops_cdk.bridge import hosted_zone
 from voiceops_cdk.config import DeploySettings
 from voiceops_cdk.data import DB_NAME
@@ -27,9 +28,6 @@ from voiceops_cdk.nag import ANY_RESOURCE, acknowledge, arn_finding
 from voiceops_cdk.network import SecurityGroups
 from voiceops_cdk.runtime import log_group, release_tag, ssm_parameter_arn
 
-# The ADOT Python layer (OpenTelemetry → X-Ray). Its account and version differ by region; pass
-# -c adot_lambda_layer_arn=... to pin the exact ARN for your region.
-DEFAULT_ADOT_LAYER = "arn:${AWS::Partition}:lambda:${AWS::Region}:615299751070:layer:AWSOpenTelemetryDistroPython:16"
 OTEL_WRAPPER = "/opt/otel-instrument"
 WEBHOOK_TIMEOUT_S = 10  # Twilio gives up on a webhook after 15 s
 
@@ -55,7 +53,8 @@ class WebhookStack(Stack):
         zone = hosted_zone(self, settings)
 
         self.log_group = log_group(self, "WebhookLogs", settings, "webhook")
-        adot_layer_arn = settings.adot_lambda_layer_arn or Fn.sub(DEFAULT_ADOT_LAYER)
+        # The ADOT Python layer (OpenTelemetry → X-Ray): its account and version differ by region.
+        adot_layer_arn = settings.adot_lambda_layer_arn or adot_python_layer_arn(settings.region)
         self.function = lambda_.Function(
             self,
             "Webhook",
