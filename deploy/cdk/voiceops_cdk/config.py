@@ -45,7 +45,11 @@ class DeploySettings:
     bridge_min_tasks: int = 2
     bridge_max_tasks: int = 10
     web_min_tasks: int = 1
-    webhook_reserved_concurrency: int = 20
+    # 0 = no reserved concurrency (the default): new accounts have a Lambda concurrency quota of 10 and
+    # Lambda keeps 10 unreserved, so any reservation fails there. The cost cap is the API stage throttle.
+    webhook_reserved_concurrency: int = 0
+    webhook_rate_limit: int = 10
+    webhook_burst_limit: int = 20
     log_retention_days: int = 30
     hosted_zone_id: str = ""
     hosted_zone_name: str = ""
@@ -158,7 +162,9 @@ def settings_from_context(node: Node) -> DeploySettings:
         bridge_min_tasks=_ctx_int(node, "bridge_min_tasks", 2 if prod else 1),
         bridge_max_tasks=_ctx_int(node, "bridge_max_tasks", 20 if prod else 3),
         web_min_tasks=_ctx_int(node, "web_min_tasks", 2 if prod else 1),
-        webhook_reserved_concurrency=_ctx_int(node, "webhook_reserved_concurrency", 50 if prod else 5),
+        webhook_reserved_concurrency=_ctx_int(node, "webhook_reserved_concurrency", 0),
+        webhook_rate_limit=_ctx_int(node, "webhook_rate_limit", 50 if prod else 10),
+        webhook_burst_limit=_ctx_int(node, "webhook_burst_limit", 100 if prod else 20),
         log_retention_days=_ctx_int(node, "log_retention_days", 90 if prod else 14),
         hosted_zone_id=_ctx(node, "hosted_zone_id"),
         hosted_zone_name=_ctx(node, "hosted_zone_name"),
@@ -173,6 +179,10 @@ def settings_from_context(node: Node) -> DeploySettings:
         raise ValueError("context drain_timeout_s must fit Fargate's 120 s stopTimeout (at most 110)")
     if settings.bridge_min_tasks < 1 or settings.bridge_max_tasks < settings.bridge_min_tasks:
         raise ValueError("bridge_min_tasks must be >= 1 and <= bridge_max_tasks")
+    if settings.webhook_reserved_concurrency < 0:
+        raise ValueError("webhook_reserved_concurrency must be 0 (none) or a positive number of executions")
+    if not 1 <= settings.webhook_rate_limit <= settings.webhook_burst_limit:
+        raise ValueError("webhook_rate_limit must be >= 1 and <= webhook_burst_limit")
     if bool(settings.hosted_zone_id) != bool(settings.hosted_zone_name):
         raise ValueError("hosted_zone_id and hosted_zone_name go together")
     if bool(settings.slack_workspace_id) != bool(settings.slack_channel_id):

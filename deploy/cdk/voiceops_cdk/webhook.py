@@ -66,8 +66,9 @@ class WebhookStack(Stack):
             code=lambda_.Code.from_bucket(artifacts, f"webhook/{release_tag(self, release_tag_parameter)}.zip"),
             memory_size=512,
             timeout=Duration.seconds(WEBHOOK_TIMEOUT_S),
-            # Cost cap and a guard for the database: at most this many concurrent webhook invocations.
-            reserved_concurrent_executions=settings.webhook_reserved_concurrency,
+            # Only when asked for (-c webhook_reserved_concurrency=N): a reservation fails on a new account
+            # (quota 10, of which Lambda keeps 10 unreserved). The default cost cap is the stage throttle below.
+            reserved_concurrent_executions=settings.webhook_reserved_concurrency or None,
             vpc=vpc,
             vpc_subnets=ec2.SubnetSelection(subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS),
             security_groups=[sgs.webhook],
@@ -148,7 +149,11 @@ class WebhookStack(Stack):
             stage_name="$default",
             auto_deploy=True,
             domain_mapping=apigwv2.DomainMappingOptions(domain_name=self.domain),
-            throttle=apigwv2.ThrottleSettings(rate_limit=50, burst_limit=100),
+            # The cost cap that works on every account: API Gateway answers 429 above this rate (Twilio
+            # retries), before any Lambda runs. Steady rate per second and burst, per stage (context values).
+            throttle=apigwv2.ThrottleSettings(
+                rate_limit=settings.webhook_rate_limit, burst_limit=settings.webhook_burst_limit
+            ),
         )
         cfn_stage = self.stage.node.default_child
         cfn_stage.access_log_settings = apigwv2.CfnStage.AccessLogSettingsProperty(  # type: ignore[union-attr]
