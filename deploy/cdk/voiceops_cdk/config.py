@@ -51,6 +51,9 @@ class DeploySettings:
     webhook_rate_limit: int = 10
     webhook_burst_limit: int = 20
     log_retention_days: int = 30
+    # Six interface endpoints (ECR api+dkr, Secrets Manager, SSM, Logs, Monitoring) in two AZs cost about
+    # $88 a month before traffic: more than the NAT processing they save until ~2.5 TB/month (docs/deploy.md).
+    interface_endpoints: bool = False
     hosted_zone_id: str = ""
     hosted_zone_name: str = ""
     certificate_arn: str = ""
@@ -133,6 +136,20 @@ def _ctx_int(node: Node, key: str, default: int) -> int:
         raise ValueError(f"context {key} must be an integer, got {raw!r}") from None
 
 
+def _ctx_bool(node: Node, key: str, default: bool) -> bool:
+    raw = node.try_get_context(key)
+    if raw is None or raw == "":
+        return default
+    if isinstance(raw, bool):
+        return raw
+    value = str(raw).strip().lower()
+    if value in {"true", "1", "yes", "on"}:
+        return True
+    if value in {"false", "0", "no", "off"}:
+        return False
+    raise ValueError(f"context {key} must be true or false, got {raw!r}")
+
+
 def settings_from_context(node: Node) -> DeploySettings:
     """Validate the context once, up front, so a typo fails synth instead of a deployment."""
     stage = _ctx(node, "stage", "dev")
@@ -166,6 +183,7 @@ def settings_from_context(node: Node) -> DeploySettings:
         webhook_rate_limit=_ctx_int(node, "webhook_rate_limit", 50 if prod else 10),
         webhook_burst_limit=_ctx_int(node, "webhook_burst_limit", 100 if prod else 20),
         log_retention_days=_ctx_int(node, "log_retention_days", 90 if prod else 14),
+        interface_endpoints=_ctx_bool(node, "interface_endpoints", False),
         hosted_zone_id=_ctx(node, "hosted_zone_id"),
         hosted_zone_name=_ctx(node, "hosted_zone_name"),
         certificate_arn=_ctx(node, "certificate_arn"),
