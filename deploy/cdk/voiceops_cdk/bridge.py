@@ -1,13 +1,20 @@
 """The media bridge: ECS cluster, the public ALB (HTTPS, long idle timeout) and the bridge Fargate service.
 
-Long calls shape every number here: the ALB keeps a deregistering target for as long as the app drains
-(DRAIN_TIMEOUT_S), the container gets the same time after SIGTERM, deployments start new tasks before old
-ones stop, and each task may protect itself from scale-in while it carries calls.
+Long calls shape every number here. A task drains by ALB deregistration, for deployments and scale-in
+alike: deployments start new tasks and wait for them to pass the ALB health check (100 %/200 %) before ECS
+deregisters an old one; the ALB sends a deregistering target no new connections while its established
+WebSockets go on, for up to the deregistration delay (3600 s, the ALB's maximum, longer than the longest
+call); ECS sends SIGTERM only once deregistration is complete, and the app's drain (DRAIN_TIMEOUT_S) fits
+inside the container's stopTimeout. No task protects itself from scale-in: a protected task blocks
+deployments and stays registered, so it keeps taking new calls (see tests/test_drain_model.py).
+
+The ALB health check is liveness (`/healthz`: the process answers), never dependency status: a database or
+Redis failover must not make ECS replace every task carrying calls.
 """
 
 from __future__ import annotations
 
-from aws_cdk import Aws, CfnOutput, Duration, Stack
+from aws_cdk import CfnOutput, Duration, Stack
 from aws_cdk import aws_certificatemanager as acm
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_ec2 as ec2
@@ -20,7 +27,7 @@ from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
 from voiceops_cdk.config import ACTIVE_CALLS_METRIC, APP_PORT, METRIC_NAMESPACE, DeploySettings
-from voiceops_cdk.nag import ANY_RESOURCE, acknowledge, arn_finding
+from voiceops_cdk.nag import ANY_RESOURCE, acknowledge
 from voiceops_cdk.network import SecurityGroups
 from voiceops_cdk.runtime import (
     AppDependencies,
@@ -161,15 +168,6 @@ class BridgeStack(Stack):
         )
         add_otel_sidecar(task, self.log_group)
         allow_metrics(task)
-        # Scale-in protection while calls are live: the bridge protects its own task through the ECS agent
-        # endpoint. IAM cannot name "this task", so the grant is every task of this cluster.
-        task.add_to_task_role_policy(
-            iam.PolicyStatement(
-                sid="TaskScaleInProtection",
-                actions=["ecs:UpdateTaskProtection", "ecs:GetTaskProtection"],
-                resources=[f"arn:{Aws.PARTITION}:ecs:{Aws.REGION}:{Aws.ACCOUNT_ID}:task/{prefix}/*"],
-            )
-        )
 
         self.service = ecs.FargateService(
             self,
@@ -181,7 +179,8 @@ class BridgeStack(Stack):
             security_groups=[sgs.bridge],
             vpc_subnets=ec2.SubnetSelection(subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS),
             assign_public_ip=False,
-            # New tasks come up before old ones stop; old ones drain their calls.
+            # New tasks come up and pass the ALB health check before any old one is deregistered; old
+            # ones then drain their calls (deregistration delay above).
             min_healthy_percent=100,
             max_healthy_percent=200,
             circuit_breaker=ecs.DeploymentCircuitBreaker(enable=True, rollback=True),
@@ -198,8 +197,10 @@ class BridgeStack(Stack):
             target_type=elbv2.TargetType.IP,
             targets=[self.service.load_balancer_target(container_name="bridge", container_port=APP_PORT)],
             deregistration_delay=Duration.seconds(settings.deregistration_delay_s),
+            # Liveness: the process can carry calls. /readyz (draining, dependencies) is for people and probes
+            # that route new work, not for the check that makes ECS replace a task.
             health_check=elbv2.HealthCheck(
-                path="/readyz",
+                path="/healthz",
                 healthy_http_codes="200",
                 interval=Duration.seconds(10),
                 timeout=Duration.seconds(5),
@@ -261,8 +262,7 @@ class BridgeStack(Stack):
             self,
             "IAM5",
             "X-Ray and PutMetricData have no resource-level permissions (PutMetricData is "
-            "limited by namespace); task protection is limited to this cluster's tasks; the execution "
-            "role's ECR/Logs grants are CDK defaults scoped to the repository and log group.",
+            "limited by namespace); the execution role's ECR/Logs grants are CDK defaults scoped to the "
+            "repository and log group.",
             ANY_RESOURCE,
-            arn_finding("ecs", f"task/{prefix}/*"),
         )

@@ -29,6 +29,11 @@ ACTIVE_CALLS_METRIC = "ActiveCalls"
 
 # Fargate's hard ceiling for a container's stopTimeout.
 FARGATE_MAX_STOP_TIMEOUT_S = 120
+# The ALB's maximum deregistration delay. A bridge task drains by deregistration: the ALB sends it no new
+# calls, lets its established WebSockets run, and ECS sends SIGTERM only once they are all closed (or this
+# delay has passed), so the longest call must fit in it: AgentConfig.max_call_minutes is capped at 58
+# (calls/models.py; tests/test_drain_model.py reads it from there).
+ALB_MAX_DEREGISTRATION_DELAY_S = 3600
 # App port inside every container (the app reads PORT; the images default to it).
 APP_PORT = 8000
 
@@ -99,13 +104,14 @@ class DeploySettings:
 
     @property
     def stop_timeout_s(self) -> int:
-        """Container stopTimeout: the drain plus a little to close sockets, capped by Fargate."""
+        """Container stopTimeout (SIGTERM to SIGKILL): the app's drain plus a margin to end calls politely
+        and exit, capped by Fargate. With deregistration draining, SIGTERM normally finds no call left."""
         return min(self.drain_timeout_s + 10, FARGATE_MAX_STOP_TIMEOUT_S)
 
     @property
     def deregistration_delay_s(self) -> int:
-        """The ALB keeps live calls on a deregistering target at least as long as the app drains."""
-        return self.stop_timeout_s
+        """The ALB lets a deregistering bridge task's calls run to their natural end (see the constant)."""
+        return ALB_MAX_DEREGISTRATION_DELAY_S
 
     @property
     def active_calls_target(self) -> int:
