@@ -40,10 +40,25 @@ def test_bridge_route_health_check_and_drain_numbers_match(each: Synth) -> None:
     assert bridge["StopTimeout"] == settings.drain_timeout_s + 10 == 120
     # Deregistration drains calls (the ALB's maximum); SIGTERM comes after it, so the two are not tied.
     assert int(attributes["deregistration_delay.timeout_seconds"]) == 3600
-    template.has_resource_properties(
-        "AWS::ElasticLoadBalancingV2::ListenerRule",
-        {"Conditions": [{"Field": "host-header", "HostHeaderConfig": {"Values": [settings.bridge_host]}}]},
-    )
+
+
+def test_bridge_host_forwards_only_the_media_stream_and_health_paths(each: Synth) -> None:
+    """Issue 7 item 11: bridge.<domain> served the whole URLconf, /admin and /dashboard included."""
+    template = each.template("bridge")
+    host = each.settings.bridge_host
+    rules = [
+        r["Properties"]
+        for r in resources(template, "AWS::ElasticLoadBalancingV2::ListenerRule").values()
+        if any(c.get("HostHeaderConfig", {}).get("Values") == [host] for c in r["Properties"]["Conditions"])
+    ]
+    assert len(rules) == 1
+    conditions = {c["Field"]: c for c in rules[0]["Conditions"]}
+    assert set(conditions) == {"host-header", "path-pattern"}
+    assert sorted(conditions["path-pattern"]["PathPatternConfig"]["Values"]) == ["/healthz", "/media-stream", "/readyz"]
+    assert rules[0]["Actions"][0]["Type"] == "forward"
+    # Everything else on that host falls to the listener's default: a fixed 404.
+    listener = only(template, "AWS::ElasticLoadBalancingV2::Listener")["Properties"]
+    assert listener["DefaultActions"][0]["FixedResponseConfig"]["StatusCode"] == "404"
 
 
 def test_alb_and_container_health_checks_are_liveness_not_dependencies(each: Synth) -> None:

@@ -42,6 +42,9 @@ from voiceops_cdk.runtime import (
 
 ALB_IDLE_TIMEOUT_S = 3600  # an OpenAI Realtime session lasts at most 60 minutes
 BRIDGE_RULE_PRIORITY = 10
+# All the bridge host serves; anything else on bridge.<domain> gets the listener's 404 (the admin and the
+# dashboard are on admin.<domain> only). The app refuses the rest as well (voiceops.asgi).
+BRIDGE_PATHS = ("/media-stream", "/healthz", "/readyz")
 
 
 def hosted_zone(scope: Construct, settings: DeploySettings) -> route53.IHostedZone | None:
@@ -211,7 +214,10 @@ class BridgeStack(Stack):
         self.listener.add_target_groups(
             "BridgeHost",
             priority=BRIDGE_RULE_PRIORITY,
-            conditions=[elbv2.ListenerCondition.host_headers([settings.bridge_host])],
+            conditions=[
+                elbv2.ListenerCondition.host_headers([settings.bridge_host]),
+                elbv2.ListenerCondition.path_patterns(list(BRIDGE_PATHS)),
+            ],
             target_groups=[self.target_group],
         )
 
