@@ -109,3 +109,53 @@ def test_slack_through_chatbot_when_configured(dev: Synth, prod: Synth) -> None:
     assert not resources(dev.template("observability"), "AWS::Chatbot::SlackChannelConfiguration")
     slack = only(prod.template("observability"), "AWS::Chatbot::SlackChannelConfiguration")["Properties"]
     assert slack["SlackChannelId"] == "C0123ABCD" and slack["SnsTopicArns"]
+
+
+def test_apprunner_admin_host_points_at_app_runner_not_the_alb(prod: Synth) -> None:
+    """Issue 7 item 16: with web_platform=apprunner, admin.<domain> was an alias of the ALB (which has no
+    admin service then). It is an App Runner custom domain, CNAME'd to the DNS target App Runner returns."""
+    host = prod.settings.web_host
+    bridge_records = resources(prod.template("bridge"), "AWS::Route53::RecordSet").values()
+    assert f"{host}." not in [r["Properties"]["Name"] for r in bridge_records]
+    web = prod.template("web")
+    [association] = resources(web, "Custom::AWS").values()
+    create = text(association["Properties"]["Create"])
+    assert "associateCustomDomain" in create and host in create and "WebService" in create
+    assert "disassociateCustomDomain" in text(association["Properties"]["Delete"])
+    [record] = [r["Properties"] for r in resources(web, "AWS::Route53::RecordSet").values()]
+    assert record["Name"] == f"{host}." and record["Type"] == "CNAME"
+    assert "DNSTarget" in text(record["ResourceRecords"])
+
+
+def test_fargate_admin_host_is_on_the_alb(dev: Synth) -> None:
+    from aws_cdk.assertions import Template
+    from voiceops_cdk.app import build
+
+    zone = {"hosted_zone_id": "Z0123456789ABCDEFGHIJ", "hosted_zone_name": "dev.voice.example.com"}
+    bridge = Template.from_stack(build({"stage": "dev", "domain": "dev.voice.example.com", **zone}, nag=False).bridge)
+    names = [r["Properties"]["Name"] for r in resources(bridge, "AWS::Route53::RecordSet").values()]
+    assert sorted(names) == ["admin.dev.voice.example.com.", "bridge.dev.voice.example.com."]
+    assert not resources(dev.template("web"), "Custom::AWS")
+
+
+def test_apprunner_tracing_is_really_on(prod: Synth) -> None:
+    """Issue 7 item 16: the observability configuration was there, but the app only traces when
+    OTEL_EXPORTER_OTLP_ENDPOINT is set (voiceops.tracing) and the variant removed it; App Runner's collector
+    listens on localhost:4317 (https://docs.aws.amazon.com/apprunner/latest/dg/monitor-xray.html)."""
+    template = prod.template("web")
+    service = only(template, "AWS::AppRunner::Service")["Properties"]
+    assert service["ObservabilityConfiguration"]["ObservabilityEnabled"] is True
+    config = only(template, "AWS::AppRunner::ObservabilityConfiguration")["Properties"]
+    assert config["TraceConfiguration"] == {"Vendor": "AWSXRAY"}
+    image = service["SourceConfiguration"]["ImageRepository"]["ImageConfiguration"]
+    env = {kv["Name"]: kv["Value"] for kv in image["RuntimeEnvironmentVariables"]}
+    assert env["OTEL_EXPORTER_OTLP_ENDPOINT"] in ("http://127.0.0.1:4317", "http://localhost:4317")
+    assert "xray" in env["OTEL_PROPAGATORS"]
+    instance_role = service["InstanceConfiguration"]["InstanceRoleArn"]["Fn::GetAtt"][0]
+    granted = [
+        s
+        for p in resources(template, "AWS::IAM::Policy").values()
+        if {"Ref": instance_role} in p["Properties"]["Roles"]
+        for s in p["Properties"]["PolicyDocument"]["Statement"]
+    ]
+    assert "xray:PutTraceSegments" in text(granted)

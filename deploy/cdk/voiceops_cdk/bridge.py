@@ -103,7 +103,8 @@ class BridgeStack(Stack):
                 self,
                 "Certificate",
                 domain_name=settings.bridge_host,
-                subject_alternative_names=[settings.web_host],
+                # admin.<domain> is on this ALB only with web_platform=fargate (App Runner has its own).
+                subject_alternative_names=[settings.web_host] if settings.web_platform == "fargate" else None,
                 # Without a zone, CloudFormation waits until the operator adds the CNAMEs it prints.
                 validation=acm.CertificateValidation.from_dns(self.zone),
             )
@@ -245,7 +246,10 @@ class BridgeStack(Stack):
         )
 
         if self.zone is not None:
-            for host, record_id in ((settings.bridge_host, "BridgeRecord"), (settings.web_host, "WebRecord")):
+            alb_hosts = [(settings.bridge_host, "BridgeRecord")]
+            if settings.web_platform == "fargate":  # with App Runner, admin.<domain> points at App Runner
+                alb_hosts.append((settings.web_host, "WebRecord"))
+            for host, record_id in alb_hosts:
                 route53.ARecord(
                     self,
                     record_id,

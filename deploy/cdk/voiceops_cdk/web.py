@@ -13,9 +13,12 @@ from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_ecs as ecs
 from aws_cdk import aws_elasticloadbalancingv2 as elbv2
 from aws_cdk import aws_iam as iam
+from aws_cdk import aws_route53 as route53
 from aws_cdk import aws_s3 as s3
+from aws_cdk import custom_resources as cr
 from constructs import Construct
 
+from voiceops_cdk.bridge import hosted_zone
 from voiceops_cdk.config import APP_PORT, SECRET_NAMES, DeploySettings
 from voiceops_cdk.nag import ANY_RESOURCE, acknowledge
 from voiceops_cdk.network import SecurityGroups
@@ -221,9 +224,19 @@ class WebStack(Stack):
             observability_configuration_name=f"{self.prefix}-web",
             trace_configuration=apprunner.CfnObservabilityConfiguration.TraceConfigurationProperty(vendor="AWSXRAY"),
         )
+        # OTEL_EXPORTER_OTLP_ENDPOINT stays: with the observability configuration below, App Runner runs an
+        # ADOT collector that the app reaches on localhost:4317, and tracing only starts when it is set
+        # (voiceops.tracing). https://docs.aws.amazon.com/apprunner/latest/dg/monitor-xray.html
         environment = app_environment(settings, self.deps, "web", [settings.web_host, ".awsapprunner.com"])
-        for ecs_only in ("OTEL_EXPORTER_OTLP_ENDPOINT",):
-            environment.pop(ecs_only)
+        environment["OTEL_METRICS_EXPORTER"] = "none"  # App Runner's collector takes traces only
+        instance_role.add_to_policy(
+            iam.PolicyStatement(
+                sid="XRayTraces",
+                actions=["xray:PutTraceSegments", "xray:PutTelemetryRecords", "xray:GetSamplingRules",
+                         "xray:GetSamplingTargets"],
+                resources=["*"],  # X-Ray has no resource-level permissions for these
+            )
+        )
         secrets = {name: ssm_parameter_arn(settings, name) for name in SECRET_NAMES}
         secrets["DB_SECRET"] = self.deps.db_secret.secret_arn  # whole RDS secret JSON; the entrypoint parses it
         self.app_runner = apprunner.CfnService(
@@ -269,5 +282,50 @@ class WebStack(Stack):
             ),
         )
         self.app_runner.node.add_dependency(access_role)
+        self._app_runner_domain(self.app_runner)
         CfnOutput(self, "WebServiceUrl", value=f"https://{self.app_runner.attr_service_url}")
         CfnOutput(self, "WebServiceArn", value=self.app_runner.attr_service_arn)
+
+    def _app_runner_domain(self, service: apprunner.CfnService) -> None:
+        """admin.<domain> on App Runner, not on the ALB. CloudFormation has no resource for App Runner custom
+        domains, so a custom resource calls AssociateCustomDomain (DisassociateCustomDomain on delete); with a
+        hosted zone, admin.<domain> is a CNAME to the DNS target it returns. App Runner then asks for
+        certificate validation records (`aws apprunner describe-custom-domains`, docs/deploy.md)."""
+        settings = self.settings
+        service_arn = service.attr_service_arn
+        target = {"ServiceArn": service_arn, "DomainName": settings.web_host}
+        domain = cr.AwsCustomResource(
+            self,
+            "AdminDomain",
+            on_create=cr.AwsSdkCall(
+                service="AppRunner",
+                action="associateCustomDomain",
+                parameters={**target, "EnableWWWSubdomain": False},
+                physical_resource_id=cr.PhysicalResourceId.of(settings.web_host),
+                output_paths=["DNSTarget"],
+            ),
+            on_delete=cr.AwsSdkCall(service="AppRunner", action="disassociateCustomDomain", parameters=target),
+            policy=cr.AwsCustomResourcePolicy.from_statements(
+                [
+                    iam.PolicyStatement(
+                        actions=["apprunner:AssociateCustomDomain", "apprunner:DisassociateCustomDomain"],
+                        resources=[service_arn],
+                    )
+                ]
+            ),
+            install_latest_aws_sdk=False,
+        )
+        acknowledge(
+            self,
+            "IAM4",
+            "The custom resource's provider function (CDK's AwsCustomResource) logs with the AWS-managed basic "
+            "Lambda execution policy; its own calls are limited to this App Runner service.",
+            "Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole",
+        )
+        dns_target = domain.get_response_field("DNSTarget")
+        CfnOutput(self, "AdminDomainTarget", value=dns_target)
+        zone = hosted_zone(self, settings)
+        if zone is not None:
+            route53.CnameRecord(
+                self, "AdminRecord", zone=zone, record_name=f"{settings.web_host}.", domain_name=dns_target
+            )
