@@ -85,6 +85,15 @@ EXPECTED_ALARMS = {
     "webhook-throttles",
     "rds-cpu",
     "active-calls-near-capacity",
+    # Issue 7 item 12: failures the list above missed.
+    "api-5xx",
+    "api-latency",
+    "bridge-running-below-desired",
+    "rds-free-storage",
+    "rds-connections",
+    "redis-cpu-001",
+    "redis-memory-001",
+    "redis-evictions-001",
 }
 
 
@@ -159,3 +168,45 @@ def test_apprunner_tracing_is_really_on(prod: Synth) -> None:
         for s in p["Properties"]["PolicyDocument"]["Statement"]
     ]
     assert "xray:PutTraceSegments" in text(granted)
+
+
+def _alarms(synth: Synth) -> dict[str, dict]:
+    found = resources(synth.template("observability"), "AWS::CloudWatch::Alarm").values()
+    return {a["Properties"]["AlarmName"].removeprefix(f"{synth.settings.name_prefix}-"): a["Properties"] for a in found}
+
+
+def test_alarms_catch_webhook_500s_missing_tasks_redis_and_rds_limits(each: Synth) -> None:
+    """Issue 7 item 12. Mangum turns a Django exception into a 500 response, a successful invocation
+    (Lambda Errors stays 0): API Gateway's 5xx and latency see it."""
+    alarms = _alarms(each)
+    api_5xx = alarms["api-5xx"]
+    assert (api_5xx["Namespace"], api_5xx["MetricName"]) == ("AWS/ApiGateway", "5xx")
+    dimensions = {d["Name"]: d["Value"] for d in api_5xx["Dimensions"]}
+    assert dimensions["Stage"] == "$default" and "webhookapiid" in text(dimensions["ApiId"]).lower()
+    assert alarms["api-latency"]["ExtendedStatistic"] == "p90"
+    for kind in ["bridge", "web"] if each.settings.web_platform == "fargate" else ["bridge"]:
+        missing = alarms[f"{kind}-running-below-desired"]
+        metrics = {m["Id"]: m for m in missing["Metrics"]}
+        assert metrics[next(i for i, m in metrics.items() if "Expression" in m)]["Expression"] == "desired - running"
+        names = {m["MetricStat"]["Metric"]["MetricName"] for m in metrics.values() if "MetricStat" in m}
+        assert names == {"DesiredTaskCount", "RunningTaskCount"}
+        assert f"-{kind}" in text(missing["Metrics"])
+    nodes = ["001", "002"] if each.settings.is_prod else ["001"]
+    for node in nodes:
+        assert alarms[f"redis-memory-{node}"]["MetricName"] == "DatabaseMemoryUsagePercentage"
+        assert alarms[f"redis-evictions-{node}"]["MetricName"] == "Evictions"
+        [dimension] = alarms[f"redis-cpu-{node}"]["Dimensions"]
+        separator, (group, suffix) = dimension["Value"]["Fn::Join"]  # <replication group id>-<node>
+        assert (dimension["Name"], separator, suffix) == ("CacheClusterId", "-", node)
+        assert "redisreplicationgroupid" in text(group).lower()
+    storage = alarms["rds-free-storage"]
+    assert storage["MetricName"] == "FreeStorageSpace" and storage["ComparisonOperator"].startswith("LessThan")
+    assert alarms["rds-connections"]["MetricName"] == "DatabaseConnections"
+
+
+def test_alarms_without_slack_or_email_warn_at_synth(dev: Synth, prod: Synth) -> None:
+    from aws_cdk.assertions import Annotations, Match
+
+    warning = Match.string_like_regexp("reach nobody")
+    Annotations.from_stack(dev.voiceops.observability).has_warning("*", warning)
+    Annotations.from_stack(prod.voiceops.observability).has_no_warning("*", warning)  # prod has Slack

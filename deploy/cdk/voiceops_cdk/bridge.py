@@ -26,6 +26,7 @@ from aws_cdk import aws_route53_targets as route53_targets
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
+from voiceops_cdk import links
 from voiceops_cdk.config import ACTIVE_CALLS_METRIC, APP_PORT, METRIC_NAMESPACE, DeploySettings
 from voiceops_cdk.nag import ANY_RESOURCE, acknowledge
 from voiceops_cdk.network import SecurityGroups
@@ -36,6 +37,7 @@ from voiceops_cdk.runtime import (
     allow_metrics,
     app_environment,
     app_secrets,
+    data_links,
     log_group,
     release_tag,
 )
@@ -88,7 +90,7 @@ class BridgeStack(Stack):
         self.cluster = ecs.Cluster(
             self,
             "Cluster",
-            cluster_name=prefix,
+            cluster_name=settings.cluster_name,
             vpc=vpc,
             container_insights_v2=ecs.ContainerInsights.ENHANCED,
         )
@@ -161,12 +163,13 @@ class BridgeStack(Stack):
         image = ecs.ContainerImage.from_ecr_repository(
             deps.bridge_repository, release_tag(self, deps.release_tag_parameter)
         )
+        data = data_links(self, settings)
         self.container = add_app_container(
             task,
             name="bridge",
             image=image,
-            environment=app_environment(settings, deps, "bridge", [settings.bridge_host]),
-            secrets=app_secrets(self, settings, deps.db_secret),
+            environment=app_environment(settings, deps, data, "bridge", [settings.bridge_host]),
+            secrets=app_secrets(self, settings, data.db_secret),
             group=self.log_group,
             stop_timeout_s=settings.stop_timeout_s,
         )
@@ -176,7 +179,7 @@ class BridgeStack(Stack):
         self.service = ecs.FargateService(
             self,
             "BridgeService",
-            service_name=f"{prefix}-bridge",
+            service_name=settings.service_name("bridge"),
             cluster=self.cluster,
             task_definition=task,
             desired_count=settings.bridge_min_tasks,
@@ -257,6 +260,11 @@ class BridgeStack(Stack):
                     record_name=f"{host}.",
                     target=route53.RecordTarget.from_alias(route53_targets.LoadBalancerTarget(self.alb)),
                 )
+
+        # For the web and alarm stacks, through SSM (voiceops_cdk.links), not exports.
+        links.publish(self, settings, "alb-https-listener-arn", self.listener.listener_arn)
+        links.publish(self, settings, "alb-full-name", self.alb.load_balancer_full_name)
+        links.publish(self, settings, "bridge-target-group-full-name", self.target_group.target_group_full_name)
 
         CfnOutput(self, "AlbDnsName", value=self.alb.load_balancer_dns_name)
         CfnOutput(self, "ClusterName", value=self.cluster.cluster_name)

@@ -89,6 +89,21 @@ class DeploySettings:
     def name_prefix(self) -> str:
         return f"voiceops-{self.stage}"
 
+    # Names other stacks (and the deploy workflow) use to find things without importing them.
+    @property
+    def cluster_name(self) -> str:
+        return self.name_prefix
+
+    def service_name(self, kind: str) -> str:
+        return f"{self.name_prefix}-{kind}"
+
+    @property
+    def webhook_function_name(self) -> str:
+        return f"{self.name_prefix}-webhook"
+
+    def log_group_name(self, name: str) -> str:
+        return f"/voiceops/{self.stage}/{name}"
+
     @property
     def static_bucket_name(self) -> str:
         """Named (with the account id, resolved at deploy) so other stacks can scope IAM without imports."""

@@ -13,6 +13,7 @@ from aws_cdk import aws_elasticache as elasticache
 from aws_cdk import aws_rds as rds
 from constructs import Construct
 
+from voiceops_cdk import links
 from voiceops_cdk.config import DeploySettings
 from voiceops_cdk.nag import acknowledge
 from voiceops_cdk.network import REDIS_PORT, SecurityGroups
@@ -23,6 +24,20 @@ DB_USER = "voiceops"
 # and the template never names one, so a later update cannot try to move the instance back to an older
 # minor (which RDS refuses). A major upgrade is a deliberate change of this constant.
 POSTGRES_VERSION = rds.PostgresEngineVersion.VER_17
+
+
+# Memory of the db.t4g sizes used here; PostgreSQL's max_connections on RDS is
+# LEAST(DBInstanceClassMemory / 9531392, 5000) (RDS default parameter group).
+_T4G_MEMORY_GIB = {ec2.InstanceSize.MICRO: 1, ec2.InstanceSize.MEDIUM: 4}
+
+
+def db_instance_size(settings: DeploySettings) -> ec2.InstanceSize:
+    return ec2.InstanceSize.MEDIUM if settings.is_prod else ec2.InstanceSize.MICRO
+
+
+def db_max_connections(settings: DeploySettings) -> int:
+    """Roughly RDS's default max_connections for the instance (a little memory goes to the OS)."""
+    return min(int(_T4G_MEMORY_GIB[db_instance_size(settings)] * 1024**3 * 0.95 / 9531392), 5000)
 
 
 class DataStack(Stack):
@@ -44,9 +59,7 @@ class DataStack(Stack):
             self,
             "Postgres",
             engine=rds.DatabaseInstanceEngine.postgres(version=POSTGRES_VERSION),
-            instance_type=ec2.InstanceType.of(
-                ec2.InstanceClass.T4G, ec2.InstanceSize.MEDIUM if settings.is_prod else ec2.InstanceSize.MICRO
-            ),
+            instance_type=ec2.InstanceType.of(ec2.InstanceClass.T4G, db_instance_size(settings)),
             vpc=vpc,
             vpc_subnets=isolated,
             security_groups=[sgs.database],
@@ -134,6 +147,19 @@ class DataStack(Stack):
         )
         # TLS is on, so clients use rediss://.
         self.redis_url = f"rediss://{self.redis.attr_primary_end_point_address}:{REDIS_PORT}/0"
+
+        # For the app, webhook and alarm stacks, through SSM (voiceops_cdk.links): replacing the database,
+        # Redis or the proxy changes these values, which an export in use would refuse.
+        for key, value in {
+            "db-host": self.database.db_instance_endpoint_address,
+            "db-port": self.database.db_instance_endpoint_port,
+            "db-secret-arn": self.db_secret.secret_arn,
+            "db-instance-id": self.database.instance_identifier,
+            "db-proxy-endpoint": self.proxy.endpoint,
+            "redis-url": self.redis_url,
+            "redis-replication-group-id": self.redis.ref,
+        }.items():
+            links.publish(self, settings, key, value)
 
         acknowledge(
             self.redis, "AEC5", "The default port is harmless here: only the bridge and web security groups reach it."

@@ -14,10 +14,10 @@ from aws_cdk import aws_ecs as ecs
 from aws_cdk import aws_elasticloadbalancingv2 as elbv2
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_route53 as route53
-from aws_cdk import aws_s3 as s3
 from aws_cdk import custom_resources as cr
 from constructs import Construct
 
+from voiceops_cdk import links
 from voiceops_cdk.bridge import hosted_zone
 from voiceops_cdk.config import APP_PORT, SECRET_NAMES, DeploySettings
 from voiceops_cdk.nag import ANY_RESOURCE, acknowledge
@@ -29,6 +29,7 @@ from voiceops_cdk.runtime import (
     allow_metrics,
     app_environment,
     app_secrets,
+    data_links,
     grant_static_files,
     log_group,
     release_tag,
@@ -48,16 +49,13 @@ class WebStack(Stack):
         vpc: ec2.IVpc,
         security_groups: SecurityGroups,
         deps: AppDependencies,
-        cluster: ecs.ICluster,
-        listener: elbv2.IApplicationListener,
-        static_bucket: s3.IBucket,
         **kwargs: object,
     ) -> None:
         super().__init__(scope, construct_id, **kwargs)
         self.settings = settings
         self.deps = deps
+        self.data = data_links(self, settings)
         self.sgs = security_groups.immutable_in(self)
-        self.static_bucket = static_bucket
         self.prefix = settings.name_prefix
         self.log_group = log_group(self, "WebLogs", settings, "web")
         self.image_uri_tag = release_tag(self, deps.release_tag_parameter)
@@ -66,11 +64,11 @@ class WebStack(Stack):
         self.target_group: elbv2.ApplicationTargetGroup | None = None
         self.app_runner: apprunner.CfnService | None = None
 
-        self._release_task(cluster)
+        self._release_task()
         if settings.web_platform == "apprunner":
             self._app_runner(vpc)
         else:
-            self._fargate(vpc, cluster, listener)
+            self._fargate(vpc)
 
         acknowledge(
             self,
@@ -113,15 +111,15 @@ class WebStack(Stack):
             execution_role=execution_role,
         )
 
-    def _release_task(self, cluster: ecs.ICluster) -> None:
+    def _release_task(self) -> None:
         """`migrate --noinput` by default; the deploy workflow overrides the command for collectstatic."""
         task = self._task("release", 512, 1024)
         add_app_container(
             task,
             name="release",
             image=self.web_image,
-            environment=app_environment(self.settings, self.deps, "web", [self.settings.web_host]),
-            secrets=app_secrets(self, self.settings, self.deps.db_secret),
+            environment=app_environment(self.settings, self.deps, self.data, "web", [self.settings.web_host]),
+            secrets=app_secrets(self, self.settings, self.data.db_secret),
             group=self.log_group,
             command=["python", "manage.py", "migrate", "--noinput"],
             health_path=None,
@@ -130,15 +128,26 @@ class WebStack(Stack):
         self.release_task = task
         CfnOutput(self, "ReleaseTaskFamily", value=task.family)
 
-    def _fargate(self, vpc: ec2.IVpc, cluster: ecs.ICluster, listener: elbv2.IApplicationListener) -> None:
+    def _fargate(self, vpc: ec2.IVpc) -> None:
         settings = self.settings
+        # The bridge stack's cluster (by name) and HTTPS listener (through SSM): no export to strand when the
+        # web platform switches (voiceops_cdk.links).
+        cluster = ecs.Cluster.from_cluster_attributes(
+            self, "Cluster", cluster_name=settings.cluster_name, vpc=vpc, security_groups=[]
+        )
+        listener = elbv2.ApplicationListener.from_application_listener_attributes(
+            self,
+            "Listener",
+            listener_arn=links.read(self, settings, "alb-https-listener-arn"),
+            security_group=self.sgs.alb,
+        )
         task = self._task("web", 512, 1024)
         add_app_container(
             task,
             name="web",
             image=self.web_image,
-            environment=app_environment(settings, self.deps, "web", [settings.web_host]),
-            secrets=app_secrets(self, settings, self.deps.db_secret),
+            environment=app_environment(settings, self.deps, self.data, "web", [settings.web_host]),
+            secrets=app_secrets(self, settings, self.data.db_secret),
             group=self.log_group,
             # The dashboard's live WebSocket gets the same polite shutdown as calls, shorter.
             stop_timeout_s=30,
@@ -150,7 +159,7 @@ class WebStack(Stack):
         self.service = ecs.FargateService(
             self,
             "WebService",
-            service_name=f"{self.prefix}-web",
+            service_name=settings.service_name("web"),
             cluster=cluster,
             task_definition=task,
             desired_count=settings.web_min_tasks,
@@ -185,6 +194,7 @@ class WebStack(Stack):
             min_capacity=settings.web_min_tasks, max_capacity=max(settings.web_min_tasks, 4)
         )
         scaling.scale_on_cpu_utilization("Cpu", target_utilization_percent=60)
+        links.publish(self, settings, "web-target-group-full-name", self.target_group.target_group_full_name)
         CfnOutput(self, "WebServiceName", value=self.service.service_name)
 
     def _app_runner(self, vpc: ec2.IVpc) -> None:
@@ -210,7 +220,7 @@ class WebStack(Stack):
             assumed_by=iam.ServicePrincipal("tasks.apprunner.amazonaws.com"),
         )
         grant_static_files(instance_role, settings)
-        self.deps.db_secret.grant_read(instance_role)
+        self.data.db_secret.grant_read(instance_role)
         instance_role.add_to_policy(
             iam.PolicyStatement(
                 sid="ReadStageSecrets",
@@ -227,7 +237,7 @@ class WebStack(Stack):
         # OTEL_EXPORTER_OTLP_ENDPOINT stays: with the observability configuration below, App Runner runs an
         # ADOT collector that the app reaches on localhost:4317, and tracing only starts when it is set
         # (voiceops.tracing). https://docs.aws.amazon.com/apprunner/latest/dg/monitor-xray.html
-        environment = app_environment(settings, self.deps, "web", [settings.web_host, ".awsapprunner.com"])
+        environment = app_environment(settings, self.deps, self.data, "web", [settings.web_host, ".awsapprunner.com"])
         environment["OTEL_METRICS_EXPORTER"] = "none"  # App Runner's collector takes traces only
         instance_role.add_to_policy(
             iam.PolicyStatement(
@@ -238,7 +248,7 @@ class WebStack(Stack):
             )
         )
         secrets = {name: ssm_parameter_arn(settings, name) for name in SECRET_NAMES}
-        secrets["DB_SECRET"] = self.deps.db_secret.secret_arn  # whole RDS secret JSON; the entrypoint parses it
+        secrets["DB_SECRET"] = self.data.db_secret.secret_arn  # whole RDS secret JSON; the entrypoint parses it
         self.app_runner = apprunner.CfnService(
             self,
             "WebService",

@@ -17,15 +17,16 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_route53 as route53
 from aws_cdk import aws_route53_targets as route53_targets
 from aws_cdk import aws_s3 as s3
-from aws_cdk import aws_secretsmanager as secretsmanager
 from constructs import Construct
 
+from voiceops_cdk import links
 from voiceops_cdk.adot import adot_python_layer_arn
 from voiceops_cdk.bridge import hosted_zone
 from voiceops_cdk.config import DeploySettings
 from voiceops_cdk.data import DB_NAME
 from voiceops_cdk.nag import ANY_RESOURCE, acknowledge, arn_finding
 from voiceops_cdk.network import SecurityGroups
+from voiceops_cdk.runtime import db_secret as data_secret
 from voiceops_cdk.runtime import log_group, release_tag, ssm_parameter_arn
 
 OTEL_WRAPPER = "/opt/otel-instrument"
@@ -41,8 +42,6 @@ class WebhookStack(Stack):
         settings: DeploySettings,
         vpc: ec2.IVpc,
         security_groups: SecurityGroups,
-        proxy_endpoint: str,
-        db_secret: secretsmanager.ISecret,
         artifacts: s3.IBucket,
         release_tag_parameter: str,
         **kwargs: object,
@@ -51,6 +50,9 @@ class WebhookStack(Stack):
         sgs = security_groups.immutable_in(self)
         prefix = settings.name_prefix
         zone = hosted_zone(self, settings)
+        # The proxy and the database secret come through SSM (voiceops_cdk.links): they can be replaced.
+        proxy_endpoint = links.read(self, settings, "db-proxy-endpoint")
+        db_secret = data_secret(self, settings)
 
         self.log_group = log_group(self, "WebhookLogs", settings, "webhook")
         # The ADOT Python layer (OpenTelemetry → X-Ray): its account and version differ by region.
@@ -58,7 +60,7 @@ class WebhookStack(Stack):
         self.function = lambda_.Function(
             self,
             "Webhook",
-            function_name=f"{prefix}-webhook",
+            function_name=settings.webhook_function_name,
             runtime=lambda_.Runtime.PYTHON_3_13,
             architecture=lambda_.Architecture.X86_64,
             handler="lambda_entry.handler",
@@ -178,6 +180,8 @@ class WebhookStack(Stack):
                     )
                 ),
             )
+
+        links.publish(self, settings, "webhook-api-id", self.api.api_id)
 
         CfnOutput(self, "TwilioVoiceWebhookUrl", value=f"https://{settings.api_host}/twilio/voice")
         CfnOutput(self, "TwilioStatusCallbackUrl", value=f"https://{settings.api_host}/twilio/status")
