@@ -22,6 +22,13 @@ from voiceops_cdk.data import DB_NAME
 ADOT_COLLECTOR_IMAGE = "public.ecr.aws/aws-observability/aws-otel-collector:v0.43.3"
 ADOT_COLLECTOR_CONFIG = "/etc/ecs/ecs-default-config.yaml"
 OTLP_GRPC_ENDPOINT = "http://127.0.0.1:4317"
+# What an ADOT collector needs to send traces to X-Ray.
+XRAY_WRITE_ACTIONS = (
+    "xray:PutTraceSegments",
+    "xray:PutTelemetryRecords",
+    "xray:GetSamplingRules",
+    "xray:GetSamplingTargets",
+)
 
 
 @dataclass
@@ -161,12 +168,7 @@ def add_otel_sidecar(task: ecs.FargateTaskDefinition, group: logs.ILogGroup) -> 
     task.add_to_task_role_policy(
         iam.PolicyStatement(
             sid="OtelTraces",
-            actions=[
-                "xray:PutTraceSegments",
-                "xray:PutTelemetryRecords",
-                "xray:GetSamplingRules",
-                "xray:GetSamplingTargets",
-            ],
+            actions=list(XRAY_WRITE_ACTIONS),
             resources=["*"],  # X-Ray has no resource-level permissions for these
         )
     )

@@ -23,6 +23,7 @@ from voiceops_cdk.config import APP_PORT, SECRET_NAMES, DeploySettings
 from voiceops_cdk.nag import ANY_RESOURCE, acknowledge
 from voiceops_cdk.network import SecurityGroups
 from voiceops_cdk.runtime import (
+    XRAY_WRITE_ACTIONS,
     AppDependencies,
     add_app_container,
     add_otel_sidecar,
@@ -242,8 +243,7 @@ class WebStack(Stack):
         instance_role.add_to_policy(
             iam.PolicyStatement(
                 sid="XRayTraces",
-                actions=["xray:PutTraceSegments", "xray:PutTelemetryRecords", "xray:GetSamplingRules",
-                         "xray:GetSamplingTargets"],
+                actions=list(XRAY_WRITE_ACTIONS),
                 resources=["*"],  # X-Ray has no resource-level permissions for these
             )
         )
