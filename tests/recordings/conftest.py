@@ -9,8 +9,10 @@ from django.contrib.auth.models import Permission
 
 from calls import services
 from calls.models import AgentConfig, Call
+from tests.outbound.conftest import outbound_config, twilio_rest, twilio_rest_server  # noqa: F401 - fixtures
 from tests.web.conftest import front_desk  # noqa: F401 - a fixture
 from tests.web.helpers import add_conversation, make_call
+from tests.webhook.test_transfer import transferred  # noqa: F401 - a fixture
 
 WAV = b"RIFF" + bytes(range(256)) * 40  # stands in for a WAV: the serving code never parses it
 

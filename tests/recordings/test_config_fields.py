@@ -10,10 +10,14 @@ import pytest
 from django.core.exceptions import ValidationError
 from django.urls import reverse
 
-from calls import services
-from calls.models import AgentConfig
+from calls import outbound, services
+from calls.models import AgentConfig, Call
 from calls.validators import validate_dtmf_actions
+from tests.conftest import ACCOUNT_SID
+from tests.outbound.conftest import CALLEE
+from tests.outbound.test_outbound_webhooks import answered
 from tests.web.helpers import config_post_data
+from tests.webhook.test_transfer import CHILD_SID
 from tests.webhook.test_voice_webhook import _params, signed_post
 
 pytestmark = pytest.mark.django_db
@@ -94,3 +98,23 @@ def test_the_snapshot_carries_the_menu_and_recording_flag(default_config):
     assert snapshot["dtmf_actions"] == {"#": "end"}  # no transfer number; "model" is the default anyway
     default_config.transfer_number = "+14155550199"
     assert services.config_snapshot(default_config)["dtmf_actions"] == {"0": "transfer", "#": "end"}
+
+
+def test_an_outbound_call_hears_the_consent_when_it_is_answered(client, twilio_rest, outbound_config):
+    outbound_config.consent_message = "This call is recorded."
+    outbound_config.save()
+    call = outbound.place_call(CALLEE)
+    outbound_config.consent_message = "Changed after the call was placed."
+    outbound_config.save()
+    root = ET.fromstring(signed_post(client, "/twilio/outbound", answered(call)).content)
+    assert [child.tag for child in root] == ["Say", "Connect"]
+    assert root.find("Say").text == "This call is recorded."  # as frozen when the call was placed
+
+
+def test_the_whisper_says_the_summary_the_bridge_stored(client, transferred):
+    Call.objects.filter(pk=transferred.pk).update(
+        transfer_summary="A call transferred by the Front desk assistant. Reason: billing. The caller said: “Hi.”")
+    response = signed_post(client, f"/twilio/whisper?call={transferred.twilio_call_sid}",
+                           {"CallSid": CHILD_SID, "AccountSid": ACCOUNT_SID, "CallStatus": "in-progress"})
+    assert ET.fromstring(response.content).find("Say").text == (
+        "A call transferred by the Front desk assistant. Reason: billing. The caller said: “Hi.” Connecting you now.")
