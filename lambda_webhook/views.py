@@ -13,6 +13,7 @@ from email.utils import parsedate_to_datetime
 from functools import wraps
 
 from django.conf import settings
+from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent
 from django.db import DatabaseError
 from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest, HttpResponseForbidden
 from django.views.decorators.csrf import csrf_exempt
@@ -42,6 +43,11 @@ def twilio_webhook(view: Callable[[HttpRequest], HttpResponse]) -> Callable[[Htt
     @require_POST
     @wraps(view)
     def wrapper(request: HttpRequest) -> HttpResponse:
+        try:
+            request.POST  # noqa: B018 -- read the form here, before any frame holds the auth token
+        except (RequestDataTooBig, TooManyFieldsSent) as exc:
+            log.warning("twilio webhook %s refused: %s", request.path, type(exc).__name__)
+            return HttpResponseBadRequest("request too large", content_type="text/plain")
         if not is_authentic(request):
             log.warning("twilio webhook %s refused: missing or invalid X-Twilio-Signature", request.path)
             return HttpResponseForbidden("invalid signature", content_type="text/plain")
