@@ -64,7 +64,7 @@ def load(env: dict[str, str]) -> dict:
 def refusal(env: dict[str, str]) -> str:
     result = run_python(env, "-c", SHOW)
     assert result.returncode != 0, result.stdout
-    assert "ImproperlyConfigured" in result.stderr
+    assert "SettingsError" in result.stderr  # an ImproperlyConfigured
     return result.stderr.strip().splitlines()[-1]
 
 
@@ -182,3 +182,49 @@ def test_check_deploy_flags_a_debug_deployment():
     env = {**PRODUCTION, "DJANGO_DEBUG": "1"}
     result = run_python(env, "manage.py", "check", "--deploy")
     assert "security.W018" in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "says"),
+    [
+        ("PORT", "abc", "PORT='abc' is not a whole number"),
+        ("PORT", "70000", "PORT='70000' is out of range"),
+        ("DATABASE_URL", "garbage", "DATABASE_URL is not a database URL"),
+        ("DJANGO_DEBUG", "nope", "DJANGO_DEBUG='nope' is not a yes/no value"),
+        ("STREAM_TOKEN_TTL_S", "abc", "STREAM_TOKEN_TTL_S='abc' is not a whole number"),
+        ("OPENAI_REALTIME_URL", "garbage", "OPENAI_REALTIME_URL='garbage' is not a wss:// or ws:// URL"),
+        ("OPENAI_LIVE_URL", "https://api.openai.com/v1/live", "OPENAI_LIVE_URL='https://api.openai.com/v1/live' is"),
+        ("TWILIO_API_BASE_URL", "garbage", "TWILIO_API_BASE_URL='garbage' is not a https:// or http:// URL"),
+        ("BRIDGE_PUBLIC_URL", "wss://", "BRIDGE_PUBLIC_URL='wss://' is not"),
+        ("REDIS_URL", "cache:6379", "REDIS_URL is not a redis:// or rediss:// URL"),
+        ("VOICEOPS_COMPONENT", "everything", "VOICEOPS_COMPONENT='everything' must be one of"),
+    ],
+)
+def test_a_bad_setting_is_one_clear_line_without_a_traceback(variable, value, says):
+    result = run_python({variable: value}, "manage.py", "check")
+
+    assert result.returncode == 2
+    assert result.stdout == ""
+    (line,) = result.stderr.splitlines()
+    assert line.startswith(f"voiceops: bad setting: {says}")
+    assert "Traceback" not in result.stderr
+
+
+def test_every_bad_setting_is_reported_at_once_and_secrets_are_not_echoed():
+    result = run_python({"PORT": "abc", "DJANGO_DEBUG": "nope", "DATABASE_URL": "postgres//u:hunter2@db/x"},
+                        "manage.py", "check")
+
+    lines = result.stderr.splitlines()
+    assert [line.split()[3] for line in lines] == ["DJANGO_DEBUG='nope'", "PORT='abc'", "DATABASE_URL"]
+    assert "hunter2" not in result.stderr
+
+
+def test_check_config_reports_settings_that_do_not_load():
+    result = run_python({"DJANGO_DEBUG": "nope", "STREAM_TOKEN_TTL_S": "-5"}, "manage.py", "check_config")
+
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    lines = [line.strip() for line in result.stdout.splitlines()]
+    assert "✗ DJANGO_DEBUG='nope' is not a yes/no value: use 1 or 0 (also true/false, yes/no, on/off)" in lines
+    assert "✗ STREAM_TOKEN_TTL_S='-5' is out of range (1-…)" in lines
+    assert lines[-1].startswith("2 failed")
