@@ -13,6 +13,8 @@ from django.db.models import QuerySet
 from django.utils import timezone
 
 from calls.models import BUILTIN_TOOLS, AgentConfig, AgentConfigRevision, Call, CallEvent, PhoneNumber, Tool
+from voiceops import logs
+from voiceops.redact import mask_phone  # noqa: F401 -- the one mask, named here by the contract
 
 log = logging.getLogger(__name__)
 
@@ -42,15 +44,6 @@ REVISION_FIELDS = [
     "transcription_enabled", "transcription_model", "max_output_tokens", "max_call_minutes",
     "transfer_number", "is_active", "is_default",
 ]
-
-
-def mask_phone(number: str) -> str:
-    """+14155550123 → +1415•••0123: enough to tell calls apart in logs, not enough to dial."""
-    if not number:
-        return ""
-    if len(number) <= 6:
-        return "•" * len(number)
-    return number[:5] + "•••" + number[-4:]
 
 
 # --- tools and configs ---------------------------------------------------------------------------------
@@ -232,6 +225,9 @@ def claim_stream(call_sid: str, stream_sid: str, instance: str) -> Call | None:
     )
     if not claimed:
         return None
+    # From here on every log line of this stream names the call (the caller's context gets this binding back
+    # from sync_to_async).
+    logs.bind(call_sid=call_sid, stream_sid=stream_sid)
     return Call.objects.get(twilio_call_sid=call_sid)
 
 

@@ -21,8 +21,9 @@ from django.views.decorators.http import require_POST
 
 from calls import services, stream_token
 from calls.models import Call
-from lambda_webhook import twiml
+from lambda_webhook import metrics, twiml
 from lambda_webhook.signature import is_authentic
+from voiceops import logs
 
 log = logging.getLogger(__name__)
 SID_CHARS = frozenset("abcdefABCDEF0123456789")
@@ -49,12 +50,14 @@ def twilio_webhook(view: Callable[[HttpRequest], HttpResponse]) -> Callable[[Htt
             log.warning("twilio webhook %s refused: %s", request.path, type(exc).__name__)
             return HttpResponseBadRequest("request too large", content_type="text/plain")
         if not is_authentic(request):
+            metrics.count(metrics.SIGNATURE_FAILURES)
             log.warning("twilio webhook %s refused: missing or invalid X-Twilio-Signature", request.path)
             return HttpResponseForbidden("invalid signature", content_type="text/plain")
         call_sid = request.POST.get("CallSid", "")
         if not _valid_sid(call_sid, "CA"):
             log.warning("twilio webhook %s refused: bad CallSid", request.path)
             return HttpResponseBadRequest("CallSid missing or malformed", content_type="text/plain")
+        logs.bind(call_sid=call_sid)
         account = settings.TWILIO_ACCOUNT_SID
         if account and request.POST.get("AccountSid") != account:
             log.warning("twilio webhook %s refused: request for another account", request.path)
@@ -87,13 +90,16 @@ def voice(request: HttpRequest) -> HttpResponse:
             reason = "no agent config" if config is None else "OPENAI_API_KEY is not set"
             log.error("call %s to %s not answered by an agent: %s", call_sid, services.mask_phone(to_number), reason)
             services.finish_call(call.pk, Call.EndReason.NOT_CONFIGURED)
+            metrics.count(metrics.CALLS_RECEIVED, metrics.ERRORS)
             return _twiml(twiml.say_and_hang_up(twiml.APOLOGY))
         token = stream_token.mint(call_sid, config.pk)
     except DatabaseError:
         log.exception("call %s: database unavailable, apologising", call_sid)
+        metrics.count(metrics.CALLS_RECEIVED, metrics.ERRORS)
         return _twiml(twiml.say_and_hang_up(twiml.APOLOGY))
     log.info("call %s from %s to %s → config %s", call_sid, services.mask_phone(from_number),
              services.mask_phone(to_number), config.pk)
+    metrics.count(metrics.CALLS_RECEIVED)
     return _twiml(
         twiml.connect_stream(settings.BRIDGE_PUBLIC_URL, token, _endpoint("status"), _endpoint("stream-ended"))
     )
@@ -121,6 +127,7 @@ def status(request: HttpRequest) -> HttpResponse:
     except DatabaseError:
         # Twilio retries nothing here; the bridge records the end itself. Say so and move on.
         log.exception("call %s: could not record status callback", call_sid)
+        metrics.count(metrics.ERRORS)
         return HttpResponse(status=503)
     return HttpResponse(status=204)
 

@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import os
 import secrets
-import sys
 from pathlib import Path
 
 import environ
 
 from voiceops.env import Environment
+from voiceops.logs import logging_config
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -49,7 +49,11 @@ PORT: int = env.int("PORT", default=8000, minimum=1, maximum=65535)
 if COMPONENT == "webhook":
     # The Lambda slice: models and the webhook views only; no admin, sessions, channels or static.
     INSTALLED_APPS = ["django.contrib.contenttypes", "django.contrib.auth", "calls", "lambda_webhook"]
-    MIDDLEWARE = ["django.middleware.security.SecurityMiddleware", "django.middleware.common.CommonMiddleware"]
+    MIDDLEWARE = [
+        "voiceops.logs.RequestContextMiddleware",
+        "django.middleware.security.SecurityMiddleware",
+        "django.middleware.common.CommonMiddleware",
+    ]
     ROOT_URLCONF = "lambda_webhook.urls"
 else:
     INSTALLED_APPS = [
@@ -67,6 +71,7 @@ else:
         "lambda_webhook",
     ]
     MIDDLEWARE = [
+        "voiceops.logs.RequestContextMiddleware",
         "django.middleware.security.SecurityMiddleware",
         "whitenoise.middleware.WhiteNoiseMiddleware",
         "corsheaders.middleware.CorsMiddleware",
@@ -208,13 +213,10 @@ TOOL_CA_BUNDLE: str = env.str("TOOL_CA_BUNDLE", default="")
 BRIDGE_INSTANCE_ID: str = env.str("BRIDGE_INSTANCE_ID", default="") or secrets.token_hex(4)
 METRICS_NAMESPACE: str = env.str("METRICS_NAMESPACE", default="VoiceOps")
 
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "stream": sys.stderr, "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": env.choice("LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR"))},
-    "loggers": {"django.channels.server": {"level": "WARNING"}, "daphne": {"level": "WARNING"}},
-}
+# JSON lines in production (CloudWatch Logs Insights reads the fields), plain lines locally; see voiceops/logs.py.
+LOG_FORMAT: str = env.choice("LOG_FORMAT", "plain" if DEBUG else "json", ("json", "plain"))
+LOGGING = logging_config(
+    json_lines=LOG_FORMAT == "json", level=env.choice("LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR"))
+)
 
 env.raise_problems()
