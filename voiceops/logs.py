@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextvars
 import json
 import logging
+import logging.config
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -97,6 +98,13 @@ def logging_config(json_lines: bool, level: str) -> dict[str, Any]:
             "daphne": {"level": "WARNING"},
         },
     }
+
+
+def configure(config: dict[str, Any]) -> None:
+    """LOGGING_CONFIG: Django's dictConfig, plus Python warnings through the same handler (a bare warning on
+    stderr would be the one line that is not JSON)."""
+    logging.config.dictConfig(config)
+    logging.captureWarnings(True)
 
 
 def request_id_from(request: Any) -> str:

@@ -215,6 +215,7 @@ METRICS_NAMESPACE: str = env.str("METRICS_NAMESPACE", default="VoiceOps")
 
 # JSON lines in production (CloudWatch Logs Insights reads the fields), plain lines locally; see voiceops/logs.py.
 LOG_FORMAT: str = env.choice("LOG_FORMAT", "plain" if DEBUG else "json", ("json", "plain"))
+LOGGING_CONFIG = "voiceops.logs.configure"
 LOGGING = logging_config(
     json_lines=LOG_FORMAT == "json", level=env.choice("LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR"))
 )
