@@ -13,6 +13,7 @@ from django.forms.fields import InvalidJSONInput
 
 from calls.models import AgentConfig, Call, PhoneNumber, Tool
 from calls.services import REVISION_FIELDS
+from calls.validators import empty_parameters_schema
 
 # Separators people paste from address books: "+1 (415) 555-0123" means +14155550123.
 _PHONE_SEPARATORS = re.compile(r"[\s\-().\u00a0]")
@@ -117,6 +118,7 @@ class PhoneNumberAdminForm(forms.ModelForm):
 class ToolAdminForm(forms.ModelForm):
     parameters = PrettyJSONField(
         label="Parameters (JSON Schema)",
+        initial=empty_parameters_schema,  # a declared field does not get the model's default
         help_text='An object schema for the arguments, e.g. {"type": "object", "properties": {"order_id": '
         '{"type": "string"}}, "required": ["order_id"]}.',
     )
