@@ -169,8 +169,15 @@ def test_list_entries_are_trimmed():
     assert values["CSRF_TRUSTED_ORIGINS"] == ["https://a.example.com", "https://b.example.com"]
 
 
+FULL_PRODUCTION = {
+    **PRODUCTION, "OPENAI_API_KEY": "sk-settings-test", "TWILIO_ACCOUNT_SID": "AC" + "0" * 32,
+    "DATABASE_URL": "postgres://voice@db.internal:5432/voiceops", "REDIS_URL": "redis://cache.internal:6379/0",
+    "PUBLIC_WEBHOOK_BASE_URL": "https://voice.example.com", "BRIDGE_PUBLIC_URL": "wss://voice.example.com/media-stream",
+}
+
+
 def test_check_deploy_is_clean_in_production():
-    result = run_python(PRODUCTION, "manage.py", "check", "--deploy", "--fail-level", "WARNING")
+    result = run_python(FULL_PRODUCTION, "manage.py", "check", "--deploy", "--fail-level", "WARNING")
 
     assert result.returncode == 0, result.stdout + result.stderr
     assert "System check identified no issues" in result.stdout
@@ -179,9 +186,27 @@ def test_check_deploy_is_clean_in_production():
 
 def test_check_deploy_flags_a_debug_deployment():
     # The check above can fail: the same command with DEBUG on reports security.W018.
-    env = {**PRODUCTION, "DJANGO_DEBUG": "1"}
+    env = {**FULL_PRODUCTION, "DJANGO_DEBUG": "1"}
     result = run_python(env, "manage.py", "check", "--deploy")
     assert "security.W018" in result.stdout + result.stderr
+    assert "voiceops.E101" in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "check_id"),
+    [
+        ("OPENAI_API_KEY", "", "voiceops.E103"),
+        ("OPENAI_REALTIME_URL", "ws://api.openai.com/v1/realtime", "voiceops.E104"),
+        ("BRIDGE_PUBLIC_URL", "ws://voice.example.com/media-stream", "voiceops.E104"),
+        ("DJANGO_ALLOWED_HOSTS", "*", "voiceops.E102"),
+        ("REDIS_URL", "", "voiceops.W103"),
+    ],
+)
+def test_check_deploy_names_what_production_lacks(variable, value, check_id):
+    result = run_python({**FULL_PRODUCTION, variable: value}, "manage.py", "check", "--deploy",
+                        "--fail-level", "WARNING")
+    assert result.returncode == 1
+    assert check_id in result.stderr and variable in result.stderr
 
 
 @pytest.mark.parametrize(
