@@ -155,15 +155,20 @@ def config_snapshot(config: AgentConfig) -> dict[str, Any]:
 
 # --- calls ---------------------------------------------------------------------------------------------
 
+# A form field only voiceops' own callers (simulate_call, loadtest) add to the signed webhook request: the
+# call is a test, kept out of the headline figures. Twilio never sends it; the signature covers it.
+TEST_CALL_PARAM = "VoiceopsTest"
+
+
 def start_call(call_sid: str, account_sid: str, from_number: str, to_number: str,
-               config: AgentConfig | None) -> Call:
+               config: AgentConfig | None, *, is_test: bool = False) -> Call:
     """The webhook's record of an incoming call. A retried webhook (same SID) gets the same row."""
     call, created = Call.objects.get_or_create(
         twilio_call_sid=call_sid,
         defaults={
             "account_sid": account_sid, "from_number": from_number, "to_number": to_number,
             "agent_config": config, "config_snapshot": config_snapshot(config) if config else {},
-            "twilio_status": "ringing",
+            "twilio_status": "ringing", "is_test": is_test,
         },
     )
     if not created and config and not call.config_snapshot:

@@ -85,7 +85,8 @@ def voice(request: HttpRequest) -> HttpResponse:
     from_number, to_number = request.POST.get("From", ""), request.POST.get("To", "")
     try:
         config = services.resolve_config(to_number)
-        call = services.start_call(call_sid, request.POST.get("AccountSid", ""), from_number, to_number, config)
+        call = services.start_call(call_sid, request.POST.get("AccountSid", ""), from_number, to_number, config,
+                                   is_test=request.POST.get(services.TEST_CALL_PARAM) == "1")
         if config is None or not settings.OPENAI_API_KEY:
             reason = "no agent config" if config is None else "OPENAI_API_KEY is not set"
             log.error("call %s to %s not answered by an agent: %s", call_sid, services.mask_phone(to_number), reason)

@@ -18,6 +18,7 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
+from calls.services import TEST_CALL_PARAM
 from calls.simulators import audio
 from calls.simulators.twilio_caller import MediaStreamCall, inbound_call_params, parse_twiml, signed_webhook_post
 
@@ -64,7 +65,7 @@ class Command(BaseCommand):
 
 
 async def _one_call(base: str, to: str, hold_s: float, token: str | None, stats: dict[str, Any]) -> None:
-    params = inbound_call_params(to=to, from_="+15005550001")
+    params = inbound_call_params(to=to, from_="+15005550001", extra={TEST_CALL_PARAM: "1"})
     started = time.perf_counter()
     status, body = await asyncio.to_thread(signed_webhook_post, base, "/twilio/voice", params, token)
     stats["webhook_ms"].append((time.perf_counter() - started) * 1000)

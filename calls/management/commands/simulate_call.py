@@ -14,6 +14,7 @@ from django.db import DatabaseError
 from websockets.exceptions import WebSocketException
 
 from calls.models import Call
+from calls.services import TEST_CALL_PARAM
 from calls.simulators import audio
 from calls.simulators.twilio_caller import parse_twiml, run_inbound_call, signed_webhook_post
 
@@ -46,6 +47,7 @@ class Command(BaseCommand):
             outcome = asyncio.run(run_inbound_call(
                 opts["url"].rstrip("/"), to=opts["to"], from_=opts["from_"], auth_token=opts["auth_token"] or None,
                 utterances=[caller_audio], expect_greeting=not opts["no_greeting"], reply_timeout=opts["timeout"],
+                extra_params={TEST_CALL_PARAM: "1"},
             ))
         except (OSError, WebSocketException) as exc:
             raise CommandError(f"could not place the call: {exc}") from None
