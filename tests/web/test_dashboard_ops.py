@@ -38,8 +38,14 @@ def test_no_banner_when_calls_can_be_answered(admin_client, settings, front_desk
 
 def test_a_failed_call_says_why(admin_client, front_desk):
     call = make_call(front_desk, status=Call.Status.FAILED, end_reason=Call.EndReason.UPSTREAM_ERROR)
-    CallEvent.objects.create(call=call, seq=0, t_ms=900, kind=CallEvent.Kind.ERROR, text="OpenAI connect failed: InvalidStatus",
-                             data={"code": "invalid_api_key"})
+    CallEvent.objects.create(
+        call=call,
+        seq=0,
+        t_ms=900,
+        kind=CallEvent.Kind.ERROR,
+        text="OpenAI connect failed: InvalidStatus",
+        data={"code": "invalid_api_key"},
+    )
     html = admin_client.get(reverse("dashboard:call", args=[call.pk])).content.decode()
     assert 'id="call-failure"' in html
     assert "OpenAI connection failed" in html  # the end reason's label
@@ -70,7 +76,9 @@ def test_an_invalid_date_lists_nothing(admin_client, finished_call):
 
 def test_search_covers_what_was_said(admin_client, finished_call, front_desk):
     other = make_call(front_desk, sid="CA" + "2" * 32)
-    CallEvent.objects.create(call=other, seq=0, t_ms=0, kind=CallEvent.Kind.CALLER, text="I need to reschedule my cleaning")
+    CallEvent.objects.create(
+        call=other, seq=0, t_ms=0, kind=CallEvent.Kind.CALLER, text="I need to reschedule my cleaning"
+    )
     response = admin_client.get(reverse("dashboard:history"), {"q": "RESCHEDULE"})
     assert [c.pk for c in response.context["page"].object_list] == [other.pk]
 
@@ -92,12 +100,20 @@ def test_signed_webhook_with_the_test_parameter_marks_the_call(client, twilio_se
     from tests.conftest import ACCOUNT_SID, TWILIO_TOKEN
 
     for sid, extra in (("CA" + "4" * 32, {TEST_CALL_PARAM: "1"}), ("CA" + "5" * 32, {})):
-        params = {"CallSid": sid, "AccountSid": ACCOUNT_SID, "From": "+14155550100", "To": "+15005550006",
-                  "CallStatus": "ringing", **extra}
+        params = {
+            "CallSid": sid,
+            "AccountSid": ACCOUNT_SID,
+            "From": "+14155550100",
+            "To": "+15005550006",
+            "CallStatus": "ringing",
+            **extra,
+        }
         signature = RequestValidator(TWILIO_TOKEN).compute_signature("https://hooks.example.com/twilio/voice", params)
         assert client.post("/twilio/voice", params, HTTP_X_TWILIO_SIGNATURE=signature).status_code == 200
-    assert dict(Call.objects.values_list("twilio_call_sid", "is_test")) == {"CA" + "4" * 32: True,
-                                                                            "CA" + "5" * 32: False}
+    assert dict(Call.objects.values_list("twilio_call_sid", "is_test")) == {
+        "CA" + "4" * 32: True,
+        "CA" + "5" * 32: False,
+    }
 
 
 def test_export_csv_and_jsonl_follow_the_filters(admin_client, finished_call, front_desk):
