@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import argparse
 import functools
+import logging
 import sys
+import threading
 from typing import Any
 
 from django.apps import apps
@@ -19,6 +21,15 @@ from bridge import ecs_protection
 from bridge.lifecycle import state
 from bridge.metrics import CallMetrics
 from bridge.server import BridgeServer
+from calls.checks import answering_problems
+
+log = logging.getLogger("bridge.startup")
+
+
+def warn_if_calls_cannot_be_answered() -> None:
+    """One warning line per reason calls would not reach the agent (no key, OpenAI unreachable)."""
+    for problem in answering_problems():
+        log.warning("calls cannot be answered: %s", problem)
 
 
 class Command(BaseCommand):
@@ -63,6 +74,8 @@ class Command(BaseCommand):
             # A last line with the final counters; no gauge point, which would skew that minute's average.
             on_stop += [functools.partial(call_metrics.emit, gauge=False), call_metrics.stop]
         ecs_protection.install(state)
+        # The reachability probe may take a couple of seconds: never delay serving for it.
+        threading.Thread(target=warn_if_calls_cannot_be_answered, name="answering-check", daemon=True).start()
 
         server = BridgeServer(
             application, host=host, port=port, drain_timeout_s=settings.DRAIN_TIMEOUT_S, state=state,
