@@ -24,6 +24,10 @@ def normalize_phone(value: str) -> str:
     return _PHONE_SEPARATORS.sub("", value or "")
 
 
+def unix_newlines(text: str) -> str:
+    return text.replace("\r\n", "\n").replace("\r", "\n")
+
+
 def allow_phone_separators(field: forms.Field) -> None:
     """Let a phone field accept "+1 (415) 555-0123": the model's length limit applies after normalising."""
     field.max_length = 32
@@ -84,6 +88,13 @@ class AgentConfigAdminForm(forms.ModelForm):
 
     def clean_transfer_number(self) -> str:
         return normalize_phone(self.cleaned_data.get("transfer_number", ""))
+
+    # Browsers send a textarea's line breaks as CRLF; the model gets the prompt as written, with \n.
+    def clean_instructions(self) -> str:
+        return unix_newlines(self.cleaned_data.get("instructions", ""))
+
+    def clean_greeting(self) -> str:
+        return unix_newlines(self.cleaned_data.get("greeting", ""))
 
     def clean(self) -> dict[str, Any]:
         data = super().clean()
