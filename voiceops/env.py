@@ -81,7 +81,7 @@ class Environment:
         return value
 
     def url(self, name: str, default: str, schemes: tuple[str, ...]) -> str:
-        """A URL whose shape is right: one of `schemes`, a host, nothing after it but a path (and query)."""
+        """A URL whose shape is right: one of `schemes`, a host, a numeric port if any, no spaces."""
         value = self.environ.get(name, default).strip()
         if not url_has_shape(value, schemes):
             self.problem(name, f"is not a {' or '.join(f'{s}://' for s in schemes)} URL with a host "

@@ -32,10 +32,6 @@ def bind(**fields: str) -> None:
     _context.set({**current, **{k: v for k, v in fields.items() if v}})
 
 
-def clear() -> None:
-    _context.set(None)
-
-
 class ContextFilter(logging.Filter):
     """Copies the bound fields onto each record (a field passed in `extra=` wins)."""
 
