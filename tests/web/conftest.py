@@ -11,7 +11,7 @@ from django.contrib.auth.models import Group
 
 from calls import services
 from calls.models import AgentConfig, Call, PhoneNumber, Tool
-from tests.web.helpers import add_conversation, make_call
+from tests.web.helpers import add_conversation, logged_in_page, make_call
 
 CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
 LAUNCH_ARGS = [
@@ -87,3 +87,12 @@ def browser() -> Iterator[Any]:
             os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
         else:
             os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = previous
+
+
+@pytest.fixture
+def page(browser: Any, live_server: Any, admin_user: Any) -> Iterator[Any]:
+    """A logged-in admin's tab; a JavaScript error fails the test."""
+    tab = logged_in_page(browser, live_server.url)
+    yield tab
+    tab.context.close()
+    assert tab.js_errors == [], f"JavaScript errors: {tab.js_errors}"

@@ -5,27 +5,15 @@
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from calls import services
 from calls.models import Call, CallEvent
-from tests.web.helpers import add_conversation, logged_in_page, make_call
-
-SCREENSHOTS = os.environ.get("VOICEOPS_SCREENSHOTS", "/tmp/voiceops-screenshots")
+from tests.web.helpers import add_conversation, make_call, screenshot
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
-
-
-@pytest.fixture
-def page(browser: Any, live_server: Any, admin_user: Any) -> Iterator[Any]:
-    tab = logged_in_page(browser, live_server.url)
-    yield tab
-    tab.context.close()
-    assert tab.js_errors == [], f"JavaScript errors: {tab.js_errors}"
 
 
 def overflow_px(page: Any) -> int:
@@ -58,7 +46,7 @@ def test_dashboard_banner_figures_and_screenshots(page: Any, scene: dict[str, Ca
     expect(page.locator("#answering-banner")).to_contain_text("OPENAI_API_KEY is not set")
     expect(page.locator("#test-calls-note")).to_contain_text("1 test or load call")
     expect(page.locator(f"tr[data-call-id='{scene['live'].pk}']")).to_contain_text("+4477•••0123")
-    page.screenshot(path=os.path.join(_dir(), "dashboard.png"), full_page=True)
+    screenshot(page, "dashboard.png")
 
     page.goto(f"/dashboard/calls/{scene['failed'].pk}/")
     expect(page.locator("#call-failure")).to_contain_text("OpenAI connection failed")
@@ -67,12 +55,7 @@ def test_dashboard_banner_figures_and_screenshots(page: Any, scene: dict[str, Ca
 
     page.goto(f"/dashboard/calls/{scene['done'].pk}/")
     expect(page.locator(".vo-turn.vo-caller")).to_contain_text("move my appointment")
-    page.screenshot(path=os.path.join(_dir(), "dashboard-call.png"), full_page=True)
-
-
-def _dir() -> str:
-    os.makedirs(SCREENSHOTS, exist_ok=True)
-    return SCREENSHOTS
+    screenshot(page, "dashboard-call.png")
 
 
 def test_call_page_catches_up_after_the_call_ends(page: Any, scene: dict[str, Call]) -> None:
