@@ -101,7 +101,9 @@ def test_history_refuses_an_impossible_range_and_offers_the_export(page: Any, sc
 
 
 @pytest.mark.parametrize("width", [320, 390, 768])
-def test_narrow_screens_do_not_overflow(page: Any, scene: dict[str, Call], width: int) -> None:
+def test_narrow_screens_do_not_overflow(page: Any, scene: dict[str, Call], front_desk: Any, width: int) -> None:
+    front_desk.name = "Front desk for the downtown clinic and the Harbour Street annex"  # a long <option>
+    front_desk.save()
     page.set_viewport_size({"width": width, "height": 800})
     for url in ("/dashboard/", "/dashboard/calls/", f"/dashboard/calls/{scene['failed'].pk}/",
                 f"/dashboard/calls/{scene['done'].pk}/", "/dashboard/test-call/"):
