@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 
 import pytest
@@ -27,3 +28,21 @@ def test_quiet_when_calls_can_be_answered(start_bridge) -> None:
     bridge.wait_log("bridge serving on")
     time.sleep(1.0)
     assert "calls cannot be answered" not in bridge.stderr()
+
+
+def test_system_check_warnings_are_json_log_lines_in_production(start_bridge) -> None:
+    bridge = start_bridge(
+        DJANGO_DEBUG="0", DJANGO_SECRET_KEY="k" * 10 + "Zq3xV9mP2kL7wN4bR8tY6hJ1cF5gD0sAeUiOpQ7vB0a9s8d7f6g5",
+        DJANGO_ALLOWED_HOSTS="127.0.0.1", DJANGO_SECURE_SSL_REDIRECT="0", TWILIO_AUTH_TOKEN="t" * 32,
+        OPENAI_API_KEY="", STREAM_TOKEN_TTL_S="2",
+    )
+    bridge.wait_log("calls cannot be answered")
+    lines = [json.loads(line) for line in bridge.stderr().splitlines()]  # every line is JSON
+    (check,) = [line for line in lines if "voiceops.W002" in line["message"]]
+    assert check["level"] == "WARNING" and "STREAM_TOKEN_TTL_S" in check["message"]
+
+
+def test_a_failing_system_check_stops_the_bridge(start_bridge) -> None:
+    bridge = start_bridge(BRIDGE_PUBLIC_URL="ws://127.0.0.1:1/wrong-path", wait=False)
+    assert bridge.wait_exit(30) != 0
+    assert "voiceops.E004" in bridge.stderr() and "system checks failed" in bridge.stderr()
