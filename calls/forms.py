@@ -180,7 +180,7 @@ class CallFilterForm(forms.Form):
     q = forms.CharField(
         required=False,
         label="Search",
-        widget=forms.TextInput(attrs={"placeholder": "Call SID or number", "type": "search"}),
+        widget=forms.TextInput(attrs={"placeholder": "Call SID, number or words said", "type": "search"}),
     )
     status = forms.ChoiceField(required=False, choices=[("", "Any status"), *Call.Status.choices])
     config = forms.ModelChoiceField(required=False, queryset=AgentConfig.objects.all(), empty_label="Any config")
