@@ -37,6 +37,9 @@ WEBSOCKET_TIMEOUT_S = 3700
 PING_INTERVAL_S = 20  # keeps the ALB (idle timeout 3600 s) and NATs from dropping a quiet stream
 PING_TIMEOUT_S = 30
 FORCED_STOP_GRACE_S = 5.0  # after a second signal, how long cancelled calls get before a hard exit
+# Twilio's largest message (`start`, with the custom parameters) is a few KB and a media frame ~250 bytes;
+# anything near this is not Twilio. Daphne's default is 1 MiB.
+MAX_MESSAGE_BYTES = 64 * 1024
 
 EXIT_DRAINED = 0
 EXIT_FORCED = 1
@@ -114,6 +117,8 @@ class BridgeServer:
             proxy_forwarded_port_header="X-Forwarded-Port",
             proxy_forwarded_proto_header="X-Forwarded-Proto",
             websocket_timeout=WEBSOCKET_TIMEOUT_S,
+            websocket_max_message_size=MAX_MESSAGE_BYTES,
+            websocket_max_frame_size=MAX_MESSAGE_BYTES,
             ping_interval=PING_INTERVAL_S,
             ping_timeout=PING_TIMEOUT_S,
             root_path=root_path,
@@ -146,6 +151,9 @@ class BridgeServer:
     # --- startup: runs just before the reactor (and so the asyncio loop) starts -----------------------
     def _ready(self) -> None:
         self.daphne.ws_factory.protocol = _WebSocketProtocol  # before any connection is accepted
+        # Autobahn's default answer to a protocol violation (invalid UTF-8, an oversized message) is to drop
+        # the TCP connection; a close frame with 1007/1009 and a reason tells the peer why.
+        self.daphne.ws_factory.setProtocolOptions(failByDrop=False)
         loop = asyncio.get_event_loop()  # daphne has made the reactor's loop the current one
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, self._on_signal, signum)

@@ -106,12 +106,9 @@ def text_diff_lines(before: str, after: str, context: int = 2) -> list[dict[str,
 
 
 def _field_label(name: str) -> str:
-    if name == "tools":
-        return "Tools"
-    try:
-        return str(AgentConfig._meta.get_field(name).verbose_name).capitalize()
-    except Exception:
-        return name
+    """The label the edit form shows for a field, so diffs and the history say what staff saw."""
+    field = AgentConfigAdminForm.base_fields.get(name)
+    return str(field.label) if field is not None and field.label else name
 
 
 def changed_summary(revision: AgentConfigRevision) -> str:

@@ -13,6 +13,7 @@ from django.forms.fields import InvalidJSONInput
 
 from calls.models import AgentConfig, Call, DoNotCallNumber, PhoneNumber, Tool
 from calls.services import REVISION_FIELDS
+from calls.validators import empty_parameters_schema
 
 # Separators people paste from address books: "+1 (415) 555-0123" means +14155550123.
 _PHONE_SEPARATORS = re.compile(r"[\s\-().\u00a0]")
@@ -21,6 +22,10 @@ _PHONE_SEPARATORS = re.compile(r"[\s\-().\u00a0]")
 def normalize_phone(value: str) -> str:
     """Drop separators; never guess a country code, so "4155550123" still fails E.164 validation."""
     return _PHONE_SEPARATORS.sub("", value or "")
+
+
+def unix_newlines(text: str) -> str:
+    return text.replace("\r\n", "\n").replace("\r", "\n")
 
 
 def allow_phone_separators(field: forms.Field) -> None:
@@ -84,6 +89,13 @@ class AgentConfigAdminForm(forms.ModelForm):
     def clean_transfer_number(self) -> str:
         return normalize_phone(self.cleaned_data.get("transfer_number", ""))
 
+    # Browsers send a textarea's line breaks as CRLF; the model gets the prompt as written, with \n.
+    def clean_instructions(self) -> str:
+        return unix_newlines(self.cleaned_data.get("instructions", ""))
+
+    def clean_greeting(self) -> str:
+        return unix_newlines(self.cleaned_data.get("greeting", ""))
+
     def clean(self) -> dict[str, Any]:
         data = super().clean()
         if data.get("is_default") and data.get("is_active") is False:
@@ -124,6 +136,7 @@ class PhoneNumberAdminForm(forms.ModelForm):
 class ToolAdminForm(forms.ModelForm):
     parameters = PrettyJSONField(
         label="Parameters (JSON Schema)",
+        initial=empty_parameters_schema,  # a declared field does not get the model's default
         help_text='An object schema for the arguments, e.g. {"type": "object", "properties": {"order_id": '
         '{"type": "string"}}, "required": ["order_id"]}.',
     )
@@ -174,7 +187,7 @@ class CallFilterForm(forms.Form):
     q = forms.CharField(
         required=False,
         label="Search",
-        widget=forms.TextInput(attrs={"placeholder": "Call SID or number", "type": "search"}),
+        widget=forms.TextInput(attrs={"placeholder": "Call SID, number or words said", "type": "search"}),
     )
     status = forms.ChoiceField(required=False, choices=[("", "Any status"), *Call.Status.choices])
     config = forms.ModelChoiceField(required=False, queryset=AgentConfig.objects.all(), empty_label="Any config")

@@ -16,6 +16,8 @@ from django.utils import timezone
 
 from calls import pricing
 from calls.models import BUILTIN_TOOLS, AgentConfig, AgentConfigRevision, Call, CallEvent, PhoneNumber, Tool
+from voiceops import logs
+from voiceops.redact import mask_phone  # noqa: F401 -- the one mask, named here by the contract
 
 log = logging.getLogger(__name__)
 
@@ -47,15 +49,6 @@ REVISION_FIELDS = [
     "machine_detection", "voicemail_message", "calling_hours_start", "calling_hours_end", "calling_time_zone",
     "max_concurrent_outbound",
 ]
-
-
-def mask_phone(number: str) -> str:
-    """+14155550123 → +1415•••0123: enough to tell calls apart in logs, not enough to dial."""
-    if not number:
-        return ""
-    if len(number) <= 6:
-        return "•" * len(number)
-    return number[:5] + "•••" + number[-4:]
 
 
 # --- tools and configs ---------------------------------------------------------------------------------
@@ -187,15 +180,20 @@ def config_minute_cost(config: AgentConfig) -> tuple[Decimal, Decimal]:
 
 # --- calls ---------------------------------------------------------------------------------------------
 
+# A form field only voiceops' own callers (simulate_call, loadtest) add to the signed webhook request: the
+# call is a test, kept out of the headline figures. Twilio never sends it; the signature covers it.
+TEST_CALL_PARAM = "VoiceopsTest"
+
+
 def start_call(call_sid: str, account_sid: str, from_number: str, to_number: str,
-               config: AgentConfig | None) -> Call:
+               config: AgentConfig | None, *, is_test: bool = False) -> Call:
     """The webhook's record of an incoming call. A retried webhook (same SID) gets the same row."""
     call, created = Call.objects.get_or_create(
         twilio_call_sid=call_sid,
         defaults={
             "account_sid": account_sid, "from_number": from_number, "to_number": to_number,
             "agent_config": config, "config_snapshot": config_snapshot(config) if config else {},
-            "twilio_status": "ringing",
+            "twilio_status": "ringing", "is_test": is_test,
         },
     )
     if not created and config and not call.config_snapshot:
@@ -267,6 +265,9 @@ def claim_stream(call_sid: str, stream_sid: str, instance: str) -> Call | None:
     )
     if not claimed:
         return None
+    # From here on every log line of this stream names the call (the caller's context gets this binding back
+    # from sync_to_async).
+    logs.bind(call_sid=call_sid, stream_sid=stream_sid)
     return Call.objects.get(twilio_call_sid=call_sid)
 
 

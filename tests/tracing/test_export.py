@@ -51,7 +51,7 @@ def test_spans_reach_the_collector_with_xray_ids(collector: FakeCollector, monke
     [span] = collector.spans()
     assert span.service == "voiceops-bridge"
     assert span.name == "call.start"
-    assert span.attributes == {"call_sid": "CA1", "caller": "***23"}
+    assert span.attributes == {"call_sid": "CA1", "caller": "+1415•••0123"}
     assert abs(int(span.trace_id[:8], 16) - time.time()) < 60  # X-Ray ids: epoch seconds first
     assert b"4155550123" not in span.raw
     [request] = collector.requests

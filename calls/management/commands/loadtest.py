@@ -13,22 +13,60 @@ from __future__ import annotations
 import asyncio
 import os
 import time
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
+from calls.services import TEST_CALL_PARAM
 from calls.simulators import audio
 from calls.simulators.twilio_caller import MediaStreamCall, inbound_call_params, parse_twiml, signed_webhook_post
 
 CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+PROC = Path("/proc")  # Linux only: another process's CPU time has no portable source in the standard library
+
+EXPLANATION = [
+    "What these figures mean:",
+    "  webhook latency: Twilio's POST /twilio/voice until the TwiML came back (the caller hears ringing).",
+    "  reply latency: the end of the caller's speech until the first agent audio arrived back (what the caller",
+    "    perceives as the agent's reaction time; it includes OpenAI's own response time).",
+    "  websocket ping round trip: a WebSocket ping to the bridge and back, under this load.",
+    "  caller frames sent: 20 ms audio frames delivered on time; well under 100% means this machine (not the",
+    "    bridge) could not keep up, so the other figures understate what the bridge can do.",
+    "  bridge CPU: CPU seconds the bridge process used per second of wall time in the steady state, divided",
+    "    by the calls: calls per core = 1 / (CPU per call-second). Run the bridge with the simulator on",
+    "    loopback, not the real OpenAI, to measure the bridge alone.",
+]
 
 
 def process_cpu_seconds(pid: int) -> float:
     """user + system CPU time of a process (Linux /proc)."""
-    with open(f"/proc/{pid}/stat") as stat:
+    with open(PROC / str(pid) / "stat") as stat:
         fields = stat.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def bridge_cpu_reader(pid: int | None) -> tuple[Callable[[], float] | None, str]:
+    """A reader of the bridge's CPU seconds, or None with the reason it cannot be measured. A pid that names
+    no process is a mistake the user must hear about before any call is placed."""
+    if pid is None:
+        return None, "bridge CPU: not measured (give --bridge-pid)"
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        raise CommandError(f"--bridge-pid {pid}: no such process (is the bridge running? `pgrep -f runbridge`)") \
+            from None
+    except PermissionError:
+        pass  # it exists, owned by someone else; /proc may still be readable
+    try:
+        process_cpu_seconds(pid)
+    except FileNotFoundError:
+        return None, f"bridge CPU: not measured: this host has no {PROC}/<pid>/stat (Linux only)"
+    except (OSError, ValueError, IndexError) as exc:
+        return None, f"bridge CPU: not measured: cannot read process {pid}'s CPU time ({exc})"
+    return (lambda: process_cpu_seconds(pid)), ""
 
 
 def percentiles(values: list[float]) -> str:
@@ -46,25 +84,29 @@ class Command(BaseCommand):
     help = "Place N concurrent simulated calls against a bridge and print latency percentiles."
 
     def add_arguments(self, parser: Any) -> None:
-        parser.add_argument("--url", default=settings.PUBLIC_WEBHOOK_BASE_URL, help="Webhook base URL.")
-        parser.add_argument("--to", default="+15005550006")
+        parser.add_argument("--url", default=settings.PUBLIC_WEBHOOK_BASE_URL,
+                            help="Webhook base URL (default PUBLIC_WEBHOOK_BASE_URL).")
+        parser.add_argument("--to", default="+15005550006", help="The dialled number (E.164) every call uses.")
         parser.add_argument("--calls", type=int, default=20, help="Concurrent calls (1-1000).")
         parser.add_argument("--hold", type=float, default=15.0, help="Seconds each call lasts (1-600).")
         parser.add_argument("--ramp", type=float, default=5.0, help="Seconds over which calls start.")
-        parser.add_argument("--auth-token", default=settings.TWILIO_AUTH_TOKEN)
-        parser.add_argument("--bridge-pid", type=int, help="Measure this process's CPU during the steady state.")
+        parser.add_argument("--auth-token", default=settings.TWILIO_AUTH_TOKEN,
+                            help="Twilio auth token used to sign (default TWILIO_AUTH_TOKEN; empty = unsigned).")
+        parser.add_argument("--bridge-pid", type=int,
+                            help="Measure this process's CPU during the steady state (Linux hosts).")
 
     def handle(self, *args: Any, **opts: Any) -> None:
         if not 1 <= opts["calls"] <= 1000 or not 1 <= opts["hold"] <= 600:
             raise CommandError("--calls must be 1-1000 and --hold 1-600 seconds")
+        cpu_reader, cpu_note = bridge_cpu_reader(opts["bridge_pid"])  # before any call: a wrong pid stops here
         report = asyncio.run(run_load(opts["url"].rstrip("/"), opts["to"], opts["calls"], opts["hold"],
-                                      opts["ramp"], opts["auth_token"] or None, opts["bridge_pid"]))
-        for line in report:
+                                      opts["ramp"], opts["auth_token"] or None, cpu_reader, cpu_note))
+        for line in [*report, *EXPLANATION]:
             self.stdout.write(line)
 
 
 async def _one_call(base: str, to: str, hold_s: float, token: str | None, stats: dict[str, Any]) -> None:
-    params = inbound_call_params(to=to, from_="+15005550001")
+    params = inbound_call_params(to=to, from_="+15005550001", extra={TEST_CALL_PARAM: "1"})
     started = time.perf_counter()
     status, body = await asyncio.to_thread(signed_webhook_post, base, "/twilio/voice", params, token)
     stats["webhook_ms"].append((time.perf_counter() - started) * 1000)
@@ -93,8 +135,18 @@ async def _one_call(base: str, to: str, hold_s: float, token: str | None, stats:
         stats["completed"] += 1
 
 
+async def _core_share(cpu_seconds: Callable[[], float], window_s: float) -> float | None:
+    """CPU seconds per wall second over `window_s`; None when the process went away meanwhile."""
+    try:
+        cpu0, t0 = cpu_seconds(), time.monotonic()
+        await asyncio.sleep(window_s)
+        return (cpu_seconds() - cpu0) / (time.monotonic() - t0)
+    except OSError:
+        return None
+
+
 async def run_load(base: str, to: str, calls: int, hold_s: float, ramp_s: float, token: str | None,
-                   bridge_pid: int | None) -> list[str]:
+                   cpu_seconds: Callable[[], float] | None, cpu_note: str = "") -> list[str]:
     stats: dict[str, Any] = {"webhook_ms": [], "reply_ms": [], "rtt_ms": [], "failed": [], "completed": 0,
                              "frames_sent": 0, "frames_received": 0}
     tasks = []
@@ -102,19 +154,18 @@ async def run_load(base: str, to: str, calls: int, hold_s: float, ramp_s: float,
     for _ in range(calls):
         tasks.append(asyncio.create_task(_one_call(base, to, hold_s, token, stats)))
         await asyncio.sleep(ramp_s / calls)
-    cpu_line = "bridge CPU: not measured (give --bridge-pid)"
-    if bridge_pid:
+    cpu_line = cpu_note
+    if cpu_seconds is not None:
         # Steady state: every call is up; measure the middle of the hold time.
-        window = max(1.0, (hold_s - ramp_s) * 0.8)
-        cpu0, t0 = process_cpu_seconds(bridge_pid), time.monotonic()
-        await asyncio.sleep(window)
-        cpu1, t1 = process_cpu_seconds(bridge_pid), time.monotonic()
-        core_share = (cpu1 - cpu0) / (t1 - t0)
-        per_call = core_share / calls
-        capacity = 1 / per_call if per_call > 0 else float("inf")
-        cpu_line = (f"bridge CPU: {core_share * 100:.1f}% of one core for {calls} calls "
-                    f"= {per_call * 1000:.2f} ms CPU per call-second → ~{capacity:.0f} calls per core "
-                    f"({capacity / 400:.2f}x the 400 target)")
+        core_share = await _core_share(cpu_seconds, max(1.0, (hold_s - ramp_s) * 0.8))
+        if core_share is None:
+            cpu_line = "bridge CPU: not measured: the bridge process ended during the test"
+        else:
+            per_call = core_share / calls
+            capacity = 1 / per_call if per_call > 0 else float("inf")
+            cpu_line = (f"bridge CPU: {core_share * 100:.1f}% of one core for {calls} calls "
+                        f"= {per_call * 1000:.2f} ms CPU per call-second → ~{capacity:.0f} calls per core "
+                        f"({capacity / 400:.2f}x the 400 target)")
     await asyncio.gather(*tasks)
     elapsed = time.monotonic() - began
     expected = calls * hold_s * 50
