@@ -16,12 +16,14 @@ aws ecs describe-task-definition --task-definition "$FAMILY" --query taskDefinit
             .registeredAt, .registeredBy, .deregisteredAt)' >"${RUNNER_TEMP:-/tmp}/taskdef-release.json"
 taskdef="$(aws ecs register-task-definition --cli-input-json "file://${RUNNER_TEMP:-/tmp}/taskdef-release.json" \
   --query taskDefinition.taskDefinitionArn --output text)"
+# Built one value at a time: jq would read a command word such as --noinput as its own option.
+command="$(for word in "$@"; do jq -n --arg w "$word" '$w'; done | jq -cs .)"
 environment="$(for name in ${PASS_ENV:-}; do
   : "${!name:?PASS_ENV names $name, which is not set}"
   jq -cn --arg n "$name" --arg v "${!name}" '{name: $n, value: $v}'
 done | jq -cs .)"
-overrides="$(jq -cn --argjson env "$environment" --args \
-  '{containerOverrides: [{name: "release", command: $ARGS.positional, environment: $env}]}' "$@")"
+overrides="$(jq -cn --argjson command "$command" --argjson env "$environment" \
+  '{containerOverrides: [{name: "release", command: $command, environment: $env}]}')"
 network="awsvpcConfiguration={subnets=[${SUBNETS}],securityGroups=[${SG}],assignPublicIp=DISABLED}"
 task="$(aws ecs run-task --cluster "$CLUSTER" --launch-type FARGATE --task-definition "$taskdef" \
   --network-configuration "$network" --overrides "$overrides" --started-by "release-${GITHUB_RUN_ID:-manual}" \
