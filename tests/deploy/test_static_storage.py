@@ -58,7 +58,9 @@ def test_collectstatic_on_s3_uploads_hashed_names_and_static_links_to_them(tmp_p
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert result["backend"] == "voiceops.storage.ManifestS3Storage"
-    match = re.fullmatch(r"https://d111111abcdef8\.cloudfront\.net/static/admin/css/base\.([0-9a-f]{12})\.css", result["url"])
+    match = re.fullmatch(
+        r"https://d111111abcdef8\.cloudfront\.net/static/admin/css/base\.([0-9a-f]{12})\.css", result["url"]
+    )
     assert match, result["url"]
     keys = set(result["keys"])
     assert f"static/admin/css/base.{match.group(1)}.css" in keys

@@ -276,7 +276,9 @@ class FakeAws:
     def _record_json(self, service: str, operation: str, params: dict[str, Any]) -> None:
         action = f"{service}:{operation}"
         if service == "ecr":
-            resource = "*" if operation == "GetAuthorizationToken" else arn("ecr", f"repository/{params['repositoryName']}")
+            resource = (
+                "*" if operation == "GetAuthorizationToken" else arn("ecr", f"repository/{params['repositoryName']}")
+            )
             self.record(action, resource, params)
         elif service == "ssm":
             self.record(action, arn("ssm", f"parameter{params['Name']}"), params)
@@ -313,9 +315,7 @@ class FakeAws:
     def _pass_roles(self, taskdef: dict[str, Any], params: dict[str, Any]) -> None:
         for key in ("taskRoleArn", "executionRoleArn"):
             if taskdef.get(key):
-                self.record(
-                    "iam:PassRole", taskdef[key], params, **{"iam:PassedToService": "ecs-tasks.amazonaws.com"}
-                )
+                self.record("iam:PassRole", taskdef[key], params, **{"iam:PassedToService": "ecs-tasks.amazonaws.com"})
 
     def _task_definition(self, taskdef_arn: str) -> dict[str, Any]:
         from moto.ecs.models import ecs_backends
@@ -367,8 +367,12 @@ class FakeAws:
                 if rollout is None:
                     service["deployments"] = [
                         _deployment(
-                            "ecs-svc/current", service["taskDefinition"], "PRIMARY", "COMPLETED",
-                            service["desiredCount"], service["desiredCount"],
+                            "ecs-svc/current",
+                            service["taskDefinition"],
+                            "PRIMARY",
+                            "COMPLETED",
+                            service["desiredCount"],
+                            service["desiredCount"],
                         )
                     ]
                     continue

@@ -31,7 +31,7 @@ class Resolver:
             return value
         if isinstance(value, list):
             return [self(v) for v in value]
-        (fn, arg), = value.items()
+        ((fn, arg),) = value.items()
         if fn == "Ref":
             if arg in self.values:
                 return self.values[arg]

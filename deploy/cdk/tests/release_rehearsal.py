@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any
 
 import boto3
-
 from aws_fake import ACCOUNT, REGION, FakeAws
 from workflow_runner import JobRun, process_env, run_job
 
@@ -120,8 +119,13 @@ def provision(
         for i, az in ((1, "a"), (2, "b"))
     ]
     security_group = ec2.create_security_group(GroupName="release", Description="release", VpcId=vpc)["GroupId"]
-    trust = json.dumps({"Statement": [{"Effect": "Allow", "Principal": {"Service": "ecs-tasks.amazonaws.com"},
-                                       "Action": "sts:AssumeRole"}]})
+    trust = json.dumps(
+        {
+            "Statement": [
+                {"Effect": "Allow", "Principal": {"Service": "ecs-tasks.amazonaws.com"}, "Action": "sts:AssumeRole"}
+            ]
+        }
+    )
     role = {}
     for name in ("bridge-task", "bridge-exec", "web-task", "web-exec", "release-task", "release-exec", "webhook"):
         role[name] = iam.create_role(RoleName=f"{PREFIX}-{name}", AssumeRolePolicyDocument=trust)["Role"]["Arn"]
@@ -148,10 +152,19 @@ def provision(
             cpu="512",
             memory="1024",
             containerDefinitions=[
-                {"name": name, "image": f"{REGISTRY}/{PREFIX}/{'web' if name == 'release' else name}:{OLD_SHA}",
-                 "essential": True, "memory": 896, "environment": [{"name": "VOICEOPS_COMPONENT", "value": name}]},
-                {"name": "otel-collector", "image": "public.ecr.aws/aws-observability/aws-otel-collector:v0.43.3",
-                 "essential": False, "memory": 128},
+                {
+                    "name": name,
+                    "image": f"{REGISTRY}/{PREFIX}/{'web' if name == 'release' else name}:{OLD_SHA}",
+                    "essential": True,
+                    "memory": 896,
+                    "environment": [{"name": "VOICEOPS_COMPONENT", "value": name}],
+                },
+                {
+                    "name": "otel-collector",
+                    "image": "public.ecr.aws/aws-observability/aws-otel-collector:v0.43.3",
+                    "essential": False,
+                    "memory": 128,
+                },
             ],
         )
     services = ["bridge"] if web_platform == "apprunner" else ["bridge", "web"]
@@ -163,8 +176,11 @@ def provision(
             desiredCount=2,
             launchType="FARGATE",
             networkConfiguration=network,
-            deploymentConfiguration={"minimumHealthyPercent": 100, "maximumPercent": 200,
-                                     "deploymentCircuitBreaker": {"enable": True, "rollback": True}},
+            deploymentConfiguration={
+                "minimumHealthyPercent": 100,
+                "maximumPercent": 200,
+                "deploymentCircuitBreaker": {"enable": True, "rollback": True},
+            },
         )
     lam.create_function(
         FunctionName=f"{PREFIX}-webhook",
@@ -178,11 +194,15 @@ def provision(
     if released:
         client(aws, "ssm").put_parameter(Name=TAG_PARAMETER, Type="String", Value=OLD_SHA)
     account = Account(web_platform, subnets, security_group)
-    _outputs(cfn, "Ci", {
-        "BridgeRepositoryUri": f"{REGISTRY}/{PREFIX}/bridge",
-        "WebRepositoryUri": f"{REGISTRY}/{PREFIX}/web",
-        "ArtifactBucketName": ARTIFACTS,
-    })
+    _outputs(
+        cfn,
+        "Ci",
+        {
+            "BridgeRepositoryUri": f"{REGISTRY}/{PREFIX}/bridge",
+            "WebRepositoryUri": f"{REGISTRY}/{PREFIX}/web",
+            "ArtifactBucketName": ARTIFACTS,
+        },
+    )
     _outputs(cfn, "Bridge", {"ClusterName": PREFIX, "BridgeServiceName": f"{PREFIX}-bridge"})
     _outputs(cfn, "Network", {"ReleaseSecurityGroup": security_group, "ReleaseSubnets": ",".join(subnets)})
     _outputs(cfn, "Webhook", {"WebhookFunctionName": f"{PREFIX}-webhook"})

@@ -13,22 +13,20 @@ from typing import Any
 import pytest
 import yaml
 from aws_cdk.assertions import Template
-
 from aws_fake import ACCOUNT, REGION, Call, FakeAws
-from workflow_runner import JobRun
 from conftest import Synth
 from helpers import resources
 from iam_policy import Policy
 from release_rehearsal import (
     DOCKER_PUSH_ACTIONS,
-    Account,
     OLD_SHA,
     PREFIX,
     REPO,
     TAG_PARAMETER,
     WORKFLOW,
-    client,
+    Account,
     cli_env,
+    client,
     docker_pushes,
     provision,
     rehearse,
@@ -36,6 +34,7 @@ from release_rehearsal import (
 )
 from voiceops_cdk.app import build
 from voiceops_cdk.ci import release_tag_parameter_name
+from workflow_runner import JobRun
 
 SHA_A = "a" * 40
 
@@ -206,7 +205,10 @@ def test_wait_fails_when_the_rollback_finished_before_the_first_poll(aws: FakeAw
         client_describe(aws)
     stable = subprocess.run(
         ["aws", "ecs", "wait", "services-stable", "--cluster", PREFIX, "--services", f"{PREFIX}-bridge"],
-        env=env, capture_output=True, text=True, timeout=120,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert stable.returncode == 0, "services-stable is fooled by the rollback (the defect this guards against)"
     waited = _script("wait_ecs_deployment.sh", env | {"TASK_DEFINITION": new_taskdef, "TIMEOUT_S": "60"}, check=False)
@@ -218,14 +220,14 @@ def client_describe(aws: FakeAws) -> None:
     """Advances the fake through the proxy (a describe-services as the CLI would make it)."""
     subprocess.run(
         ["aws", "ecs", "describe-services", "--cluster", PREFIX, "--services", f"{PREFIX}-bridge"],
-        env=cli_env(aws, Path("/tmp")), check=True, capture_output=True,
+        env=cli_env(aws, Path("/tmp")),
+        check=True,
+        capture_output=True,
     )
 
 
 def _script(name: str, env: dict[str, str], *, check: bool = True) -> subprocess.CompletedProcess[str]:
-    done = subprocess.run(
-        [str(REPO / "deploy" / name)], cwd=REPO, env=env, capture_output=True, text=True, timeout=120
-    )
+    done = subprocess.run([str(REPO / "deploy" / name)], cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
     if check:
         assert done.returncode == 0, done.stdout + done.stderr
     return done
@@ -336,8 +338,12 @@ def test_deploy_role_refuses_what_the_release_does_not_need(prod_fargate_ci: dic
     policy = Policy.of_role(prod_fargate_ci, "GithubDeployRole", ACCOUNT, REGION)
     assert policy.allows("s3:GetObject", f"arn:aws:s3:::voiceops-prod-artifacts-{ACCOUNT}-{REGION}/webhook/x.zip")
     assert not policy.allows("s3:GetObject", f"arn:aws:s3:::voiceops-prod-static-{ACCOUNT}-{REGION}/x")
-    assert not policy.allows("ecs:UpdateService", f"arn:aws:ecs:{REGION}:{ACCOUNT}:service/voiceops-dev/voiceops-dev-web")
-    assert not policy.allows("ssm:PutParameter", f"arn:aws:ssm:{REGION}:{ACCOUNT}:parameter/voiceops/prod/OPENAI_API_KEY")
+    assert not policy.allows(
+        "ecs:UpdateService", f"arn:aws:ecs:{REGION}:{ACCOUNT}:service/voiceops-dev/voiceops-dev-web"
+    )
+    assert not policy.allows(
+        "ssm:PutParameter", f"arn:aws:ssm:{REGION}:{ACCOUNT}:parameter/voiceops/prod/OPENAI_API_KEY"
+    )
     role = f"arn:aws:iam::{ACCOUNT}:role/voiceops-prod-web-task"
     assert policy.allows("iam:PassRole", role, {"iam:PassedToService": "ecs-tasks.amazonaws.com"})
     assert not policy.allows("iam:PassRole", role, {"iam:PassedToService": "lambda.amazonaws.com"})
@@ -381,7 +387,11 @@ def test_release_task_passes_named_variables_to_the_command(aws: FakeAws, tmp_pa
     }
     done = subprocess.run(
         [str(REPO / "deploy" / "run_release_task.sh"), "python", "manage.py", "createsuperuser", "--noinput"],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=120,
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert aws.release_commands == [["python", "manage.py", "createsuperuser", "--noinput"]]
@@ -390,6 +400,10 @@ def test_release_task_passes_named_variables_to_the_command(aws: FakeAws, tmp_pa
     aws.release_exit_codes.append(1)
     failed = subprocess.run(
         [str(REPO / "deploy" / "run_release_task.sh"), "python", "manage.py", "migrate"],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=120,
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert failed.returncode != 0 and "exited with 1" in failed.stdout

@@ -8,7 +8,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
 from aws_fake import FakeAws
 from conftest import Synth
 from helpers import only, statements
@@ -43,7 +42,9 @@ def test_zappa_matches_the_cdk_webhook(dev: Synth) -> None:
             (action, resource)
             for statement in zappa["extra_permissions"]
             for action in statement["Action"]
-            for resource in (statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]])
+            for resource in (
+                statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
+            )
         }
         assert ("ssm:GetParametersByPath", f"arn:aws:ssm:us-east-1:*:parameter/voiceops/{stage}") in granted
         assert ("ssm:GetParameters", f"arn:aws:ssm:us-east-1:*:parameter/voiceops/{stage}/*") in granted
@@ -67,7 +68,11 @@ def test_settings_from_stack_put_zappa_in_the_webhook_vpc_with_its_database(aws:
     account = provision(aws, "fargate")  # the CDK webhook voiceops-prod-webhook, in the VPC
     done = subprocess.run(
         [str(REPO / "deploy" / "zappa_settings_from_stack.sh"), "prod"],
-        cwd=REPO, env=cli_env(aws, tmp_path), capture_output=True, text=True, timeout=120,
+        cwd=REPO,
+        env=cli_env(aws, tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert done.returncode == 0, done.stderr
     filled = json.loads(done.stdout)
