@@ -202,7 +202,12 @@ def test_wait_fails_when_the_rollback_finished_before_the_first_poll(aws: FakeAw
     rolled = _script("roll_ecs_service.sh", env | {"IMAGE": f"x/{PREFIX}/bridge:{SHA_A}"})
     new_taskdef = rolled.stdout.splitlines()[-1]
     for _ in range(3):  # the circuit breaker trips and the rollback completes while nobody looks
-        client_describe(aws)
+        subprocess.run(
+            ["aws", "ecs", "describe-services", "--cluster", PREFIX, "--services", f"{PREFIX}-bridge"],
+            env=env,
+            check=True,
+            capture_output=True,
+        )
     stable = subprocess.run(
         ["aws", "ecs", "wait", "services-stable", "--cluster", PREFIX, "--services", f"{PREFIX}-bridge"],
         env=env,
@@ -214,16 +219,6 @@ def test_wait_fails_when_the_rollback_finished_before_the_first_poll(aws: FakeAw
     waited = _script("wait_ecs_deployment.sh", env | {"TASK_DEFINITION": new_taskdef, "TIMEOUT_S": "60"}, check=False)
     assert waited.returncode == 1
     assert "rolled back or replaced" in waited.stderr
-
-
-def client_describe(aws: FakeAws) -> None:
-    """Advances the fake through the proxy (a describe-services as the CLI would make it)."""
-    subprocess.run(
-        ["aws", "ecs", "describe-services", "--cluster", PREFIX, "--services", f"{PREFIX}-bridge"],
-        env=cli_env(aws, Path("/tmp")),
-        check=True,
-        capture_output=True,
-    )
 
 
 def _script(name: str, env: dict[str, str], *, check: bool = True) -> subprocess.CompletedProcess[str]:
