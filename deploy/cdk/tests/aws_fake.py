@@ -417,9 +417,27 @@ class FakeAws:
         self.apprunner[service_arn] = AppRunnerService(service_arn, source, fails=fails)
         return service_arn
 
+    @staticmethod
+    def _apprunner_advance(service: AppRunnerService) -> None:
+        """An operation ends on the second look at the service, whichever call that is."""
+        current = service.operations[0] if service.operations else None
+        if not current or current["Status"] != "IN_PROGRESS":
+            return
+        service.polls += 1
+        if service.polls < 2:
+            return
+        if service.fails:
+            current["Status"] = "ROLLBACK_SUCCEEDED"
+        else:
+            current["Status"] = "SUCCEEDED"
+            service.source = service.pending or service.source
+        service.status = "RUNNING"
+
     def _apprunner(self, operation: str, params: dict[str, Any]) -> tuple[int, list, bytes]:
         service = self.apprunner[params["ServiceArn"]]
         self.record(f"apprunner:{operation}", service.arn, params)
+        if operation in ("DescribeService", "ListOperations"):
+            self._apprunner_advance(service)
         if operation == "DescribeService":
             answer: dict[str, Any] = {
                 "Service": {"ServiceArn": service.arn, "Status": service.status, "SourceConfiguration": service.source}
@@ -432,15 +450,6 @@ class FakeAws:
             service.polls = 0
             answer = {"Service": {"ServiceArn": service.arn, "Status": service.status}, "OperationId": operation_id}
         elif operation == "ListOperations":
-            service.polls += 1
-            current = service.operations[0] if service.operations else None
-            if current and current["Status"] == "IN_PROGRESS" and service.polls >= 2:
-                if service.fails:
-                    current["Status"] = "ROLLBACK_SUCCEEDED"
-                else:
-                    current["Status"] = "SUCCEEDED"
-                    service.source = service.pending or service.source
-                service.status = "RUNNING"
             answer = {"OperationSummaryList": service.operations}
         else:
             raise AssertionError(f"the release made an unexpected App Runner call: {operation}")
