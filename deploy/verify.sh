@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Proves the deployment offline: CDK assertion tests (both web platforms), cdk-nag, the release rehearsal
 # (deploy.yml's steps with the real release scripts and the AWS CLI against a moto server on loopback, and
-# the deploy role checked against every call they make; needs jq), `cdk synth` with the real CLI, cfn-lint and checkov on the synthesized templates, hadolint on the Dockerfiles, actionlint on the
-# GitHub workflows, and building, checking and running the three images with buildah (deploy/build_images.sh).
+# the deploy role checked against every call they make; needs jq), `cdk synth` with the real CLI, cfn-lint
+# and checkov on the synthesized templates, hadolint on the Dockerfiles, actionlint on the GitHub workflows, and building, checking and running the three images with buildah (deploy/build_images.sh).
 #
 # Images: on by default when running as root with apt-get (CI), which installs buildah, podman and debootstrap
 # when missing; about 3-4 minutes on a warm cache, 1 more on a cold one. VERIFY_IMAGES=0 skips them,
@@ -64,8 +64,8 @@ bin="$cache/cdk-venv/bin"
 
 # --- CDK: assertion tests (both web platforms, cdk-nag on) and the release rehearsal ----------------------
 command -v jq >/dev/null 2>&1 || { echo "verify: jq is missing (the release scripts use it)"; exit 1; }
-run "cdk assertion tests + cdk-nag + release rehearsal" "$bin/python" -m pytest -q "$cdk_dir/tests" -c "$cdk_dir/pytest.ini" \
-  --rootdir "$cdk_dir"
+run "cdk assertion tests + cdk-nag + release rehearsal" "$bin/python" -m pytest -q "$cdk_dir/tests" \
+  -c "$cdk_dir/pytest.ini" --rootdir "$cdk_dir"
 
 # --- CDK: synth with the real CLI, both variants --------------------------------------------------------
 synth() {  # synth OUTDIR CONTEXT...
