@@ -2,7 +2,8 @@
 # Proves the deployment offline: CDK assertion tests (both web platforms), cdk-nag, the release rehearsal
 # (deploy.yml's steps with the real release scripts and the AWS CLI against a moto server on loopback, and
 # the deploy role checked against every call they make; needs jq), `cdk synth` with the real CLI, cfn-lint
-# and checkov on the synthesized templates, hadolint on the Dockerfiles, actionlint on the GitHub workflows, and building, checking and running the three images with buildah (deploy/build_images.sh).
+# and checkov on the synthesized templates, hadolint on the Dockerfiles, actionlint on the GitHub workflows,
+# and building, checking and running the three images with buildah (deploy/build_images.sh).
 #
 # Images: on by default when running as root with apt-get (CI), which installs buildah, podman and debootstrap
 # when missing; about 3-4 minutes on a warm cache, 1 more on a cold one. VERIFY_IMAGES=0 skips them,
