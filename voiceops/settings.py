@@ -159,8 +159,9 @@ if AWS_STORAGE_BUCKET_NAME:
     AWS_S3_CUSTOM_DOMAIN = env.str("AWS_S3_CUSTOM_DOMAIN", default="") or None
     STORAGES = {
         "default": {"BACKEND": "storages.backends.s3.S3Storage"},
+        # Hashed names + manifest (voiceops/storage.py); the release runs collectstatic before the web roll.
         "staticfiles": {
-            "BACKEND": "storages.backends.s3.S3Storage",
+            "BACKEND": "voiceops.storage.ManifestS3Storage",
             "OPTIONS": {"location": "static", "querystring_auth": False, "file_overwrite": True},
         },
     }
