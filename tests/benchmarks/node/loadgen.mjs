@@ -1,10 +1,11 @@
 // The load generator for the server comparison: N simulated Twilio Media Streams calls, the same for every system.
 //   node loadgen.mjs CONFIG.json   → one JSON result on stdout
-// CONFIG: {calls: [{url, headers, parameters, callSid, accountSid}], rampS, holdS, graceS, pids: [...]}
+// CONFIG: {calls: [{url, headers, parameters, callSid, accountSid}], rampS, holdS, graceS, pids: [...], core}
 // Each call sends a 20 ms μ-law frame every 20 ms from its start (ramped over rampS) until the common end,
 // numbered in its first 4 payload bytes; the upstream simulator echoes it back as agent audio, so each frame's
 // round trip, loss and order are measured. Marks are answered at once, as Twilio does once audio has played.
-// CPU and RSS of `pids` are read from /proc over the steady window (every call up: rampS + 1 s to the end).
+// CPU and RSS of `pids` are read from /proc over the steady window (every call up: rampS + 1 s to the end), and
+// the busy share of their core (`core`), so that other work on that core shows.
 import { readFileSync } from 'node:fs';
 import { WebSocket } from 'ws';
 
@@ -23,6 +24,13 @@ function procRssKb(pid) {
   return match ? Number(match[1]) : 0;
 }
 const sum = (f) => config.pids.reduce((total, pid) => total + f(pid), 0);
+// [busy, total] jiffies of the system's core: what else ran there shows how much the machine interfered.
+function coreJiffies(core) {
+  const line = readFileSync('/proc/stat', 'utf8').split('\n').find((l) => l.startsWith(`cpu${core} `));
+  const values = line.trim().split(/\s+/).slice(1).map(Number);
+  const total = values.reduce((a, b) => a + b, 0);
+  return [total - values[3] - values[4], total];
+}
 function percentile(sorted, q) {
   return sorted.length ? sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] : null;
 }
@@ -142,9 +150,10 @@ config.calls.forEach((spec, index) => {
 let cpuStart = null;
 let cpuEnd = null;
 let rssKb = null;
-setTimeout(() => { cpuStart = [now(), sum(procCpuSeconds)]; }, Math.max(0, steadyFrom - now()));
+setTimeout(() => { cpuStart = [now(), sum(procCpuSeconds), coreJiffies(config.core)]; },
+  Math.max(0, steadyFrom - now()));
 setTimeout(() => {
-  cpuEnd = [now(), sum(procCpuSeconds)];
+  cpuEnd = [now(), sum(procCpuSeconds), coreJiffies(config.core)];
   rssKb = sum(procRssKb);
 }, Math.max(0, endAt - now() - 200));
 
@@ -153,10 +162,14 @@ rtts.sort((a, b) => a - b);
 lateness.sort((a, b) => a - b);
 // The calls may all have failed before the window: then there is no CPU figure.
 const coreShare = cpuStart && cpuEnd ? (cpuEnd[1] - cpuStart[1]) / ((cpuEnd[0] - cpuStart[0]) / 1000) : null;
+const coreBusy = cpuStart && cpuEnd
+  ? (cpuEnd[2][0] - cpuStart[2][0]) / (cpuEnd[2][1] - cpuStart[2][1]) : null;
 const n = config.calls.length;
 console.log(JSON.stringify({
   calls: n,
   cpu_core_share: coreShare,
+  core_busy_share: coreBusy,
+  other_work_on_core: coreBusy === null || coreShare === null ? null : Math.max(0, coreBusy - coreShare),
   cpu_pct_per_call: coreShare === null ? null : (coreShare * 100) / n,
   rtt_ms: { p50: percentile(rtts, 0.5), p99: percentile(rtts, 0.99), max: rtts[rtts.length - 1] ?? null,
     count: rtts.length },
