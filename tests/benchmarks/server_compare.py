@@ -433,12 +433,17 @@ def main() -> None:
     parser.add_argument("--write-docs", action="store_true", help="rewrite docs/perf.md's table and docs/perf.png")
     parser.add_argument("--keep-logs", action="store_true")
     args = parser.parse_args()
-    results = json.loads(args.from_json.read_text()) if args.from_json else run(args)
-    if args.json and not args.from_json:
-        args.json.write_text(json.dumps(results, indent=1))
+    if args.from_json:  # the report of an earlier run, under the command that ran it
+        saved = json.loads(args.from_json.read_text())
+        command, results = saved["command"], saved["results"]
+    else:
+        command = "python -m tests.benchmarks.server_compare " + " ".join(sys.argv[1:])
+        results = run(args)
+        if args.json:
+            args.json.write_text(json.dumps({"command": command, "results": results}, indent=1))
     print(table(results))
     if args.write_docs:
-        write_docs(results, "python -m tests.benchmarks.server_compare " + " ".join(sys.argv[1:]))
+        write_docs(results, command)
 
 
 if __name__ == "__main__":

@@ -29,7 +29,7 @@ def test_relay_and_runbridge_echo_every_frame(tmp_path: Path) -> None:
          "--systems", "relay,runbridge", "--nice", "0", "--json", str(results_path)],
         cwd=ROOT, check=True, timeout=300, capture_output=True,
     )
-    results = json.loads(results_path.read_text())
+    results = json.loads(results_path.read_text())["results"]
     assert [r["system"] for r in results] == ["relay", "runbridge"]
     for result in results:
         assert "failed" not in result, result
