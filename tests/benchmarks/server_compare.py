@@ -170,7 +170,10 @@ def pinned(args: argparse.Namespace, core: int) -> list[str]:
 def raise_priority(pid: int, nice: int) -> None:
     """With autogroup scheduling (Linux's default on desktops and here), a process's nice value only counts
     within its session's group; each session gets a fair share of a core against every other session on the
-    machine. Give the benchmark's sessions the same raised priority as their processes (root only)."""
+    machine. Give the benchmark's own sessions (each process it starts has one) the same raised priority as
+    their processes (root only)."""
+    if nice == 0:
+        return
     with contextlib.suppress(OSError):
         Path(f"/proc/{pid}/autogroup").write_text(str(nice))
 
@@ -232,11 +235,19 @@ def measure(system: System, calls: int, args: argparse.Namespace, tmp: Path, ups
                   "pids": process_tree(proc.pid), "core": args.core}  # taskset execs the server: same pid
         config_path = tmp / "loadgen.json"
         config_path.write_text(json.dumps(config))
-        loadgen = [*pinned(args, args.load_core), "node", str(NODE_DIR / "loadgen.mjs"), str(config_path)]
-        out = subprocess.run(loadgen, capture_output=True, text=True, timeout=args.ramp + args.hold + 60)
-        if out.returncode != 0:
-            raise RuntimeError(f"loadgen failed: {out.stderr[-2000:]}")
-        result = json.loads(out.stdout)
+        loadgen = subprocess.Popen([*pinned(args, args.load_core), "node", str(NODE_DIR / "loadgen.mjs"),
+                                    str(config_path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                   start_new_session=True)
+        raise_priority(loadgen.pid, args.nice)
+        try:
+            stdout, stderr = loadgen.communicate(timeout=args.ramp + args.hold + 60)
+        finally:
+            if loadgen.poll() is None:
+                loadgen.kill()
+                loadgen.wait()
+        if loadgen.returncode != 0:
+            raise RuntimeError(f"loadgen failed: {stderr[-2000:]}")
+        result = json.loads(stdout)
     result.update(system=system.name, label=system.label)
     return result
 
@@ -248,7 +259,6 @@ def ensure_node_modules() -> None:
 
 def run(args: argparse.Namespace) -> list[dict[str, Any]]:
     ensure_node_modules()
-    raise_priority(os.getpid(), args.nice)  # the load generator runs in this session
     tmp = Path(tempfile.mkdtemp(prefix="voiceops-compare-"))
     systems = [BY_NAME[name] for name in args.systems.split(",")]
     if not (args.fastapi_sample and args.fastapi_python):
