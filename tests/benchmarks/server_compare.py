@@ -44,7 +44,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.servers import ROOT, free_port
+
 NODE_DIR = Path(__file__).resolve().parent / "node"
 DOCS = ROOT / "docs" / "perf.md"
 PLOT = ROOT / "docs" / "perf.png"
@@ -92,12 +93,6 @@ SYSTEMS = [
            lambda port, up, _: _py("manage.py", "runbridge", "--host", "127.0.0.1", "--port", str(port))),
 ]
 BY_NAME = {s.name: s for s in SYSTEMS}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_until(check: Callable[[], bool], what: str, proc: subprocess.Popen[bytes], timeout_s: float = 40) -> None:
@@ -457,6 +452,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, str(ROOT))
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "voiceops.settings")
     main()
