@@ -373,6 +373,12 @@ def sizing(results: list[dict[str, Any]], system: str = "runbridge") -> list[str
     return lines
 
 
+def _medians(runs: list[dict[str, Any]], figure: Callable[[dict[str, Any]], float]) -> tuple[list[int], list[float]]:
+    """Call counts, and the median of `figure` over the repeats at each."""
+    counts = sorted({r["calls"] for r in runs})
+    return counts, [statistics.median(figure(r) for r in runs if r["calls"] == c) for c in counts]
+
+
 def plot(results: list[dict[str, Any]], path: Path) -> None:
     import matplotlib
 
@@ -380,21 +386,20 @@ def plot(results: list[dict[str, Any]], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     ok = [r for r in results if "failed" not in r]
-    fig, (cpu_ax, rtt_ax) = plt.subplots(1, 2, figsize=(12, 4.5))
+    fig, (cpu_ax, p50_ax, p99_ax) = plt.subplots(1, 3, figsize=(15, 4.5))
     for system in SYSTEMS:
-        runs = sorted((r for r in ok if r["system"] == system.name), key=lambda r: r["calls"])
+        runs = [r for r in ok if r["system"] == system.name]
         if not runs:
             continue
-        counts = sorted({r["calls"] for r in runs})
-        cpu = [statistics.median(r["cpu_core_share"] * 100 for r in runs if r["calls"] == c) for c in counts]
-        p99 = [statistics.median(r["rtt_ms"]["p99"] for r in runs if r["calls"] == c) for c in counts]
-        cpu_ax.plot(counts, cpu, marker="o", label=system.name)
-        rtt_ax.plot(counts, p99, marker="o", label=system.name)
-    cpu_ax.set(title="CPU of one core (median of repeats)", xlabel="concurrent calls", ylabel="% of one core")
-    rtt_ax.set(title="p99 frame round trip", xlabel="concurrent calls", ylabel="ms", yscale="log")
-    for ax in (cpu_ax, rtt_ax):
+        cpu_ax.plot(*_medians(runs, lambda r: r["cpu_core_share"] * 100), marker="o", label=system.name)
+        p50_ax.plot(*_medians(runs, lambda r: r["rtt_ms"]["p50"]), marker="o", label=system.name)
+        p99_ax.plot(*_medians(runs, lambda r: r["rtt_ms"]["p99"]), marker="o", label=system.name)
+    cpu_ax.set(title="CPU (median of repeats)", xlabel="concurrent calls", ylabel="% of one core")
+    p50_ax.set(title="p50 frame round trip", xlabel="concurrent calls", ylabel="ms", yscale="log")
+    p99_ax.set(title="p99 frame round trip", xlabel="concurrent calls", ylabel="ms", yscale="log")
+    for ax in (cpu_ax, p50_ax, p99_ax):
         ax.grid(alpha=0.3)
-    rtt_ax.legend(fontsize=8)
+    cpu_ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
 
@@ -407,7 +412,7 @@ def write_docs(results: list[dict[str, Any]], command: str) -> None:
         "",
         table(results),
         "",
-        "![CPU and p99 frame round trip against concurrent calls](perf.png)",
+        "![CPU, p50 and p99 frame round trip against concurrent calls](perf.png)",
         "",
         *sizing(results),
         END,
