@@ -138,7 +138,9 @@ async def _call(number: int, base: str, to: str, end_at: float, token: str | Non
             stats.errors.append(f"closed {ws.close_code} {ws.close_reason or ''}".strip())
         else:
             stats.completed += 1
-    except (OSError, ConnectionClosed, TimeoutError) as exc:  # one failed call is a data point, not the end
+    except ConnectionClosed as exc:  # one failed call is a data point, not the end
+        stats.errors.append(f"closed {exc.rcvd.code} {exc.rcvd.reason}".strip() if exc.rcvd else "closed, no reason")
+    except (OSError, TimeoutError) as exc:
         stats.errors.append(type(exc).__name__)
 
 
