@@ -1,4 +1,4 @@
-"""`manage.py runbridge`: serve `voiceops.asgi:application` with daphne, draining live calls on SIGTERM.
+"""`manage.py runbridge`: serve `voiceops.asgi:application` with uvicorn, draining live calls on SIGTERM.
 
 The bridge image runs it on ECS behind the ALB; `make run` runs it locally. See `bridge.server` for the
 signal handling and `bridge.metrics` for the metrics. There is no ECS task scale-in protection: the task drains
@@ -48,7 +48,7 @@ def warn_if_calls_cannot_be_answered() -> None:
 
 class Command(BaseCommand):
     help = (
-        "Serve the ASGI app (Django + the media bridge) with daphne. SIGTERM or Ctrl-C drains live calls for up to "
+        "Serve the ASGI app (Django + the media bridge) with uvicorn. SIGTERM or Ctrl-C drains live calls for up to "
         "DRAIN_TIMEOUT_S seconds, then exits; a second signal stops at once."
     )
 
@@ -75,7 +75,7 @@ class Command(BaseCommand):
         from voiceops.asgi import application  # imported here: it builds the whole app (and the bridge)
 
         if settings.DEBUG and apps.is_installed("django.contrib.staticfiles"):
-            # As daphne's runserver does: static files straight from the finders while developing.
+            # As runserver does: static files straight from the finders while developing.
             from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler
 
             application = ASGIStaticFilesHandler(application)

@@ -2,9 +2,13 @@
 the CPU it spent per call (the figure behind "calls per core").
 
     manage.py loadtest --url http://127.0.0.1:8000 --calls 100 --hold 20 --bridge-pid 1234
+    manage.py loadtest --url http://127.0.0.1:8000 --calls 100 --hold 20 --bridge-pid 1234 --echo-upstream 8765
 
 Each call: a signed webhook, a media stream that sends 20 ms μ-law frames in real time for `--hold` seconds
 (speech bursts and silence, like a live line), answers marks as Twilio's playback would, then hangs up.
+With --echo-upstream PORT the upstream is an echo server in this process (the bridge must use
+ws://127.0.0.1:PORT/v1/realtime as OPENAI_REALTIME_URL) and the frames are numbered and timed, so the report has
+the latency each direction adds, frames lost and reordered, and call set-up time (`calls.simulators.echo_load`).
 Point it only at loopback or your own test deployment; it is bounded by --calls and --hold.
 """
 
@@ -22,6 +26,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from calls.services import TEST_CALL_PARAM
 from calls.simulators import audio
+from calls.simulators.echo_load import EchoLoadStats, run_echo_load
 from calls.simulators.twilio_caller import MediaStreamCall, inbound_call_params, parse_twiml, signed_webhook_post
 
 CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
@@ -69,6 +74,15 @@ def bridge_cpu_reader(pid: int | None) -> tuple[Callable[[], float] | None, str]
     return (lambda: process_cpu_seconds(pid)), ""
 
 
+def process_rss_kb(pid: int) -> int:
+    """Resident set size of a process in KB (Linux /proc)."""
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
 def percentiles(values: list[float]) -> str:
     if not values:
         return "n/a"
@@ -94,13 +108,20 @@ class Command(BaseCommand):
                             help="Twilio auth token used to sign (default TWILIO_AUTH_TOKEN; empty = unsigned).")
         parser.add_argument("--bridge-pid", type=int,
                             help="Measure this process's CPU during the steady state (Linux hosts).")
+        parser.add_argument("--echo-upstream", type=int, metavar="PORT",
+                            help="Serve the bridge's upstream here as an echo and time each direction.")
 
     def handle(self, *args: Any, **opts: Any) -> None:
         if not 1 <= opts["calls"] <= 1000 or not 1 <= opts["hold"] <= 600:
             raise CommandError("--calls must be 1-1000 and --hold 1-600 seconds")
         cpu_reader, cpu_note = bridge_cpu_reader(opts["bridge_pid"])  # before any call: a wrong pid stops here
-        report = asyncio.run(run_load(opts["url"].rstrip("/"), opts["to"], opts["calls"], opts["hold"],
-                                      opts["ramp"], opts["auth_token"] or None, cpu_reader, cpu_note))
+        if opts["echo_upstream"]:
+            report = asyncio.run(run_echo(opts["url"].rstrip("/"), opts["to"], opts["calls"], opts["hold"],
+                                          opts["ramp"], opts["auth_token"] or None,
+                                          opts["bridge_pid"] if cpu_reader else None, opts["echo_upstream"]))
+        else:
+            report = asyncio.run(run_load(opts["url"].rstrip("/"), opts["to"], opts["calls"], opts["hold"],
+                                          opts["ramp"], opts["auth_token"] or None, cpu_reader, cpu_note))
         for line in [*report, *EXPLANATION]:
             self.stdout.write(line)
 
@@ -179,3 +200,49 @@ async def run_load(base: str, to: str, calls: int, hold_s: float, ramp_s: float,
         cpu_line,
         *(f"  failure: {reason}" for reason in sorted(set(stats["failed"]))[:10]),
     ]
+
+
+async def _bridge_usage(pid: int, calls: int, window_s: float, idle_rss_kb: int, usage: dict[str, float]) -> None:
+    """The bridge's CPU over `window_s` of the steady state and its RSS above `idle_rss_kb`, per call."""
+    cpu0, t0 = process_cpu_seconds(pid), time.monotonic()
+    await asyncio.sleep(window_s)
+    cpu1, t1 = process_cpu_seconds(pid), time.monotonic()
+    usage["core_share"] = (cpu1 - cpu0) / (t1 - t0)
+    usage["cpu_s_per_call_minute"] = usage["core_share"] * 60 / calls
+    usage["rss_kb"] = process_rss_kb(pid)
+    usage["rss_kb_per_call"] = (usage["rss_kb"] - idle_rss_kb) / calls
+
+
+async def run_echo(base: str, to: str, calls: int, hold_s: float, ramp_s: float, token: str | None,
+                   bridge_pid: int | None, upstream_port: int) -> list[str]:
+    usage: dict[str, float] = {}
+    steady = None
+    if bridge_pid:  # RSS per call: the steady state against the process before this load
+        steady = _bridge_usage(bridge_pid, calls, max(1.0, hold_s * 0.8), process_rss_kb(bridge_pid), usage)
+    began = time.monotonic()
+    stats = await run_echo_load(base, to, calls, hold_s, ramp_s, token, upstream_port, steady)
+    return echo_report(stats, calls, time.monotonic() - began, usage)
+
+
+def echo_report(stats: EchoLoadStats, calls: int, elapsed_s: float, usage: dict[str, float]) -> list[str]:
+    counted = stats.counted()
+    lines = [
+        f"calls: {calls} started, {stats.completed} completed, {len(stats.errors)} failed in {elapsed_s:.1f}s",
+        f"call set-up (webhook → first frame back): {percentiles(stats.setup_ms)}",
+        f"caller → upstream added latency: {percentiles(stats.uplink.latencies_ms)}",
+        f"upstream → caller added latency: {percentiles(stats.downlink.latencies_ms)}",
+        f"frames: {stats.frames_sent} sent, {counted} after set-up; lost caller → upstream "
+        f"{stats.lost(stats.uplink)}, upstream → caller {stats.lost(stats.downlink)}; reordered "
+        f"{stats.uplink.reordered} and {stats.downlink.reordered}",
+    ]
+    if usage:
+        per_minute = usage["cpu_s_per_call_minute"]
+        lines.append(
+            f"bridge: {usage['core_share'] * 100:.1f}% of one core = {per_minute:.2f} CPU s per call-minute "
+            f"(~{60 / max(per_minute, 1e-9):.0f} calls per core); RSS {usage['rss_kb'] / 1024:.0f} MiB, "
+            f"{usage['rss_kb_per_call']:.0f} KB per call"
+        )
+    else:
+        lines.append("bridge CPU and RSS: not measured (give --bridge-pid)")
+    lines += [f"  failure: {reason}" for reason in sorted(set(stats.errors))[:10]]
+    return lines
