@@ -24,6 +24,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import uvicorn
+from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
 from bridge.lifecycle import BridgeState
 from bridge.lifecycle import state as bridge_state
@@ -76,6 +77,23 @@ def listen(host: str, port: int) -> socket.socket:
         raise OSError(f"could not listen on {host}:{port}: {exc.strerror or exc}") from exc
 
 
+INVALID_UTF8_REASON = "invalid UTF-8 in a text message"
+
+
+class _MediaStreamsProtocol(WebSocketsSansIOProtocol):
+    """uvicorn's websockets-sansio protocol, whose 1007 close for a text message with invalid UTF-8 carries no
+    reason: the peer is told why. Set up once per connection; nothing changes per message."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        send_close = self.conn.send_close
+
+        def send_close_with_reason(code: int | None = None, reason: str = "") -> None:
+            send_close(code, reason or (INVALID_UTF8_REASON if code == 1007 else ""))
+
+        self.conn.send_close = send_close_with_reason  # type: ignore[method-assign]
+
+
 class _UvicornServer(uvicorn.Server):
     def __init__(self, config: uvicorn.Config, on_started: Callable[[], None]) -> None:
         super().__init__(config)
@@ -118,7 +136,7 @@ class BridgeServer:
             limit_close_reasons(application),
             loop="uvloop",
             http="httptools",
-            ws="websockets-sansio",
+            ws=_MediaStreamsProtocol,
             lifespan="off",  # Channels' router has no lifespan; nothing needs start-up events
             # Behind the ALB: the client address and scheme come from its X-Forwarded-* headers.
             proxy_headers=True,
