@@ -34,7 +34,7 @@ from bridge.tools import ToolCallContext, run_http_tool
 from bridge.upstream import open_realtime
 from calls import services, stream_token
 from calls.models import Call
-from voiceops.tracing import INVALID_SPAN, call_span
+from calls.tracing import INVALID_SPAN, call_span
 
 log = logging.getLogger(__name__)
 

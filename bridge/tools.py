@@ -62,7 +62,7 @@ import jsonschema
 from django.conf import settings
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
-from voiceops.tracing import call_span
+from calls.tracing import call_span
 
 log = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ from django.conf import settings
 from opentelemetry.trace import SpanKind
 from websockets.asyncio.client import ClientConnection, connect
 
-from voiceops.tracing import call_span
+from calls.tracing import call_span
 
 
 def realtime_url(model: str) -> str:

@@ -13,7 +13,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind
 
 from tests.conftest import requires_postgres, requires_redis
-from voiceops import tracing
+from calls import tracing
 
 pytestmark = pytest.mark.django_db
 
