@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.tracing.otlp_collector import FakeCollector, running_collector
 from calls import tracing
+from tests.tracing.otlp_collector import FakeCollector, running_collector
 
 ROOT = Path(__file__).resolve().parents[2]
 # A process that traces one step and exits normally, as daphne and runbridge do after SIGTERM.
