@@ -235,8 +235,17 @@ def claim_stream(call_sid: str, stream_sid: str, instance: str) -> Call | None:
     return Call.objects.get(twilio_call_sid=call_sid)
 
 
-def finish_call(call_id: int, end_reason: str, usage: dict[str, Any] | None = None) -> None:
-    """The bridge's end of a call: reason, end time, duration and summed usage. Idempotent."""
+FAILED_END_REASONS = frozenset({Call.EndReason.UPSTREAM_ERROR, Call.EndReason.NOT_CONFIGURED,
+                                Call.EndReason.PROTOCOL_ERROR})
+
+
+def status_after(end_reason: str) -> str:
+    """The status a call the bridge ended for `end_reason` is recorded with."""
+    return Call.Status.FAILED if end_reason in FAILED_END_REASONS else Call.Status.COMPLETED
+
+
+def finish_call(call_id: int, end_reason: str, usage: dict[str, Any] | None = None) -> Call:
+    """The bridge's end of a call: reason, end time, duration and summed usage. Idempotent. Returns the row."""
     with transaction.atomic():
         call = Call.objects.select_for_update().get(pk=call_id)
         now = timezone.now()
@@ -247,17 +256,13 @@ def finish_call(call_id: int, end_reason: str, usage: dict[str, Any] | None = No
         if call.started_at and call.duration_s is None:
             call.duration_s = max(0, int((call.ended_at - call.started_at).total_seconds()))
         if call.status not in Call.TERMINAL:
-            call.status = (
-                Call.Status.FAILED
-                if end_reason in {Call.EndReason.UPSTREAM_ERROR, Call.EndReason.NOT_CONFIGURED,
-                                  Call.EndReason.PROTOCOL_ERROR}
-                else Call.Status.COMPLETED
-            )
+            call.status = status_after(end_reason)
         if usage:
             call.usage = usage
             call.input_tokens = int(usage.get("input_tokens", 0))
             call.output_tokens = int(usage.get("output_tokens", 0))
         call.save()
+    return call
 
 
 def add_events(call_id: int, events: Iterable[dict[str, Any]]) -> int:

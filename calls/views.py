@@ -18,8 +18,8 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET
 
 from calls.forms import CallFilterForm
+from calls.live_feed import call_summary
 from calls.models import AgentConfig, Call, CallEvent, PhoneNumber
-from calls.services import mask_phone
 
 LIVE_STATUSES = (Call.Status.RINGING, Call.Status.IN_PROGRESS)
 KIND_LABELS = dict(CallEvent.Kind.choices)
@@ -50,25 +50,6 @@ def event_dict(event: CallEvent) -> dict[str, Any]:
 
 def event_dicts(events: Iterable[CallEvent]) -> list[dict[str, Any]]:
     return [event_dict(e) for e in events]
-
-
-def call_summary(call: Call) -> dict[str, Any]:
-    """The call as the live feed describes it (phone number of the caller masked)."""
-    return {
-        "id": call.pk,
-        "sid": call.twilio_call_sid,
-        "from": mask_phone(call.from_number),
-        "to": call.to_number,
-        "config": call.agent_config.name if call.agent_config else "",
-        "status": call.status,
-        "status_label": call.get_status_display(),
-        "is_live": call.is_live,
-        "started_at": call.started_at.isoformat() if call.started_at else None,
-        "created_at": call.created_at.isoformat(),
-        "duration_s": call.duration_s,
-        "end_reason": call.end_reason,
-        "end_reason_label": call.get_end_reason_display(),
-    }
 
 
 VIEW_CALLS = "calls.view_call"
