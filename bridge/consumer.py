@@ -22,8 +22,6 @@ from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 from django.db import DatabaseError
-from opentelemetry import context as otel_context
-from opentelemetry.propagate import extract
 from twilio.request_validator import RequestValidator
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
@@ -38,7 +36,7 @@ from bridge.tools import ToolCallContext, run_http_tool
 from bridge.upstream import engine_for, open_upstream
 from calls import services, stream_token
 from calls.models import Call
-from calls.tracing import INVALID_SPAN, call_span
+from calls.tracing import INVALID_SPAN, call_span, remote_parent
 
 log = logging.getLogger(__name__)
 
@@ -142,17 +140,13 @@ class MediaStreamConsumer(AsyncWebsocketConsumer):
 
     # --- call start -------------------------------------------------------------------------------------
     async def _on_start(self, start: tw.Start) -> None:
-        # The webhook's trace (a `traceparent` stream parameter) is the parent when there is one. Tasks spawned
-        # in here (the OpenAI session, hence tool calls) inherit this span as their parent.
-        parent = extract({"traceparent": start.custom_parameters.get("traceparent", "")})
-        token = otel_context.attach(parent)
-        try:
-            with call_span("call.start", call_sid=start.call_sid, stream_sid=start.stream_sid) as span:
-                if self.session is None:
-                    self.trace_span = span
-                await self._start(start)
-        finally:
-            otel_context.detach(token)
+        # The call continues the webhook's trace (its `traceparent` stream parameter) when there is one. Tasks
+        # spawned in here (the OpenAI session, hence tool calls) inherit this span as their parent.
+        parent = remote_parent(start.custom_parameters.get("traceparent", ""))
+        with call_span("call.start", parent=parent, call_sid=start.call_sid, stream_sid=start.stream_sid) as span:
+            if self.session is None:
+                self.trace_span = span
+            await self._start(start)
 
     async def _start(self, start: tw.Start) -> None:
         if self.session is not None:

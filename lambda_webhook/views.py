@@ -89,7 +89,8 @@ def voice(request: HttpRequest) -> HttpResponse:
     log.info("call %s from %s to %s → config %s", call_sid, services.mask_phone(from_number),
              services.mask_phone(to_number), config.pk)
     return _twiml(
-        twiml.connect_stream(settings.BRIDGE_PUBLIC_URL, token, _endpoint("status"), _endpoint("stream-ended"))
+        twiml.connect_stream(settings.BRIDGE_PUBLIC_URL, token, _endpoint("status"), _endpoint("stream-ended"),
+                             twiml.current_traceparent())
     )
 
 

@@ -326,3 +326,31 @@ async def test_live_events_reach_the_dashboard_group_through_redis(
     assert "+14155550100" not in json.dumps(seen)  # the caller's number is masked
     kinds = [m["event"]["kind"] for m in seen if m["what"] == "event"]
     assert "agent" in kinds and "caller" in kinds
+
+
+@requires_redis
+async def test_the_live_feed_publishes_a_failed_call_as_failed(
+    bridge: ServerProcess, fresh_sim: RealtimeSimulator, agent: AgentConfig
+) -> None:
+    """The dashboard's 'ended' update carries the status the call is stored with (it once said 'completed')."""
+    layer = get_channel_layer()
+    channel = await layer.new_channel()
+    await layer.group_add("voiceops.calls", channel)
+    fresh_sim.faults.refuse_status = 500
+    try:
+        params, call = await open_stream(bridge)
+        async with call:
+            assert await call.wait_closed(15)
+        ended = None
+        async with asyncio.timeout(10):
+            while ended is None:
+                message = await layer.receive(channel)
+                if message["call"]["sid"] == params["CallSid"] and message["what"] == "ended":
+                    ended = message
+    finally:
+        await layer.group_discard("voiceops.calls", channel)
+    row = Call.objects.get(twilio_call_sid=params["CallSid"])
+    assert row.status == Call.Status.FAILED
+    assert ended["call"]["status"] == Call.Status.FAILED
+    assert ended["call"]["end_reason"] == Call.EndReason.UPSTREAM_ERROR
+    assert ended["call"]["status_label"] == "Failed"

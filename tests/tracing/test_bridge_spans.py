@@ -71,7 +71,9 @@ async def test_a_call_is_one_trace_of_lifecycle_steps(
     assert {s.service for s in spans} == {"voiceops-bridge"}
     by_name = {s.name: s for s in spans}
     start = by_name["call.start"]
-    assert start.parent_span_id == ""
+    webhook = by_name["POST twilio/voice"]
+    # The webhook passed its traceparent in the stream's parameters: the call continues the webhook's trace.
+    assert start.trace_id == webhook.trace_id and start.parent_span_id == webhook.span_id
     assert start.attributes["call_sid"] == params["CallSid"]
     in_call = [s for s in spans if s.trace_id == start.trace_id]
     names = {s.name for s in in_call}
@@ -85,7 +87,7 @@ async def test_a_call_is_one_trace_of_lifecycle_steps(
         # Database work at stream start and end hangs under the call, not in traces of its own.
         assert any(s.attributes.get("db.system") == "postgresql" for s in in_call)
     # Lifecycle only, and background work (the event sink's batched writes) in no call's trace: the only
-    # roots are the webhook request and the call. One span per audio frame would be hundreds.
-    assert sorted(s.name for s in spans if not s.parent_span_id) == ["POST twilio/voice", "call.start"]
+    # root is the webhook request, the call hanging under it. One span per audio frame would be hundreds.
+    assert sorted(s.name for s in spans if not s.parent_span_id) == ["POST twilio/voice"]
     assert len(spans) < 40, sorted(s.name for s in spans)
     assert not any(CALLER[1:].encode() in s.raw for s in spans)
