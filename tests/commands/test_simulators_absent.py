@@ -24,9 +24,9 @@ def without_simulators(monkeypatch: pytest.MonkeyPatch):
         sys.modules.pop(f"calls.management.commands.{command}", None)
 
 
-@pytest.mark.parametrize("command", ["simulate_call", "loadtest"])
-def test_commands_that_play_twilio_say_the_simulators_are_missing(without_simulators, command):
+@pytest.mark.parametrize(("command", "args"), [("simulate_call", ["--to", "+15005550006"]), ("loadtest", [])])
+def test_commands_that_play_twilio_say_the_simulators_are_missing(without_simulators, command, args):
     importlib.import_module(f"calls.management.commands.{command}")
     with pytest.raises(CommandError, match="simulators"):
-        call_command(command)
+        call_command(command, *args)
     assert "production images leave them out" in _simulators.MISSING
