@@ -171,7 +171,8 @@ class MediaStreamConsumer(AsyncWebsocketConsumer):
         config = CallConfig.from_snapshot(call.config_snapshot, settings.OPENAI_REALTIME_MODEL)
         now = time.monotonic()
         self.stream_sid = start.stream_sid
-        self.session = cs.CallSession(call, config, engine_for(config), now)
+        self.session = cs.CallSession(call, config, engine_for(config), now,
+                                      handover_after_s=settings.OPENAI_REALTIME_HANDOVER_S)
         state.add(self)
         log.info("call %s stream %s started (config %s, %s)", call.twilio_call_sid, start.stream_sid,
                  config.config_id, config.engine)
@@ -281,17 +282,20 @@ class MediaStreamConsumer(AsyncWebsocketConsumer):
         """Move the call onto a fresh upstream session before the current one reaches its time limit. Caller
         audio keeps flowing to the old session until the new one has its configuration and history."""
         session = self.session
+        ws: ClientConnection | None = None
         try:
             ws = await open_upstream(session.config)
-        except (OSError, InvalidHandshake, TimeoutError) as exc:
-            await self._run(session.handover_failed(time.monotonic(), type(exc).__name__))
-            return
-        try:
             for text in session.handover_opening():
                 await ws.send(text)
-        except ConnectionClosed:
-            await self._run(session.handover_failed(time.monotonic(), "the new session closed"))
+        except (OSError, InvalidHandshake, TimeoutError, ConnectionClosed) as exc:
+            if ws is not None:
+                await ws.close()
+            await self._run(session.handover_failed(time.monotonic(), type(exc).__name__))
             return
+        except asyncio.CancelledError:  # the call ended meanwhile: the new session must not outlive it
+            if ws is not None:
+                ws.transport.abort()
+            raise
         if session.ending:
             await ws.close()
             return

@@ -151,6 +151,7 @@ class CallSession:
         self._seq = 0
         self._response_active = False
         self._caller_speaking = False
+        self._reply_due = False
         self._suppressed_item: str | None = None
         # What waits for the current response to finish.
         self._continue_after_response = False
@@ -243,9 +244,11 @@ class CallSession:
             return self._barge_in(now)
         if kind is ev.CallerSpeechStopped:
             self._caller_speaking = False
-            return self._maybe_hand_over()
+            self._reply_due = True  # the engine answers the turn: no handover until that answer is done
+            return []
         if kind is ev.ResponseStarted:
             self._response_active = True
+            self._reply_due = False
             if self._goodbye is Goodbye.WAITING:  # the server's answer to the silence: replaced by the goodbye
                 return [SendUpstream(t) for t in self.engine.cancel_response()]
             return []
@@ -384,7 +387,8 @@ class CallSession:
     def _maybe_hand_over(self) -> list[Action]:
         """Hand over between turns (no response playing, the caller not talking), so no one hears a seam."""
         if (not self._handover_due or self._handing_over or self.phase is not Phase.LIVE or self._response_active
-                or self._caller_speaking or self._continue_after_response or self._end_after_response):
+                or self._caller_speaking or self._reply_due or self._continue_after_response
+                or self._end_after_response):
             return []
         self._handing_over = True
         return [HandOver()]

@@ -12,7 +12,16 @@ from django.db import transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
-from calls.models import BUILTIN_TOOLS, AgentConfig, AgentConfigRevision, Call, CallEvent, PhoneNumber, Tool
+from calls.models import (
+    BUILTIN_TOOLS,
+    AgentConfig,
+    AgentConfigRevision,
+    Call,
+    CallEvent,
+    PhoneNumber,
+    Tool,
+    default_model,
+)
 
 log = logging.getLogger(__name__)
 
@@ -37,8 +46,9 @@ BUILTIN_TOOL_SPECS: dict[str, dict[str, Any]] = {
 
 # The fields a revision keeps and a restore writes back (everything staff edit).
 REVISION_FIELDS = [
-    "name", "instructions", "greeting", "voice", "model", "speed", "turn_detection", "vad_threshold",
-    "vad_prefix_padding_ms", "vad_silence_duration_ms", "eagerness", "interrupt_response", "noise_reduction",
+    "name", "instructions", "greeting", "engine", "voice", "model", "speed", "turn_detection", "vad_threshold",
+    "vad_prefix_padding_ms", "vad_silence_duration_ms", "idle_timeout_ms", "eagerness", "interrupt_response",
+    "noise_reduction",
     "transcription_enabled", "transcription_model", "max_output_tokens", "max_call_minutes",
     "transfer_number", "is_active", "is_default",
 ]
@@ -133,6 +143,8 @@ def config_snapshot(config: AgentConfig) -> dict[str, Any]:
             "prefix_padding_ms": config.vad_prefix_padding_ms,
             "silence_duration_ms": config.vad_silence_duration_ms,
         }
+        if config.idle_timeout_ms:
+            turn["idle_timeout_ms"] = config.idle_timeout_ms
     turn.update(interrupt_response=config.interrupt_response, create_response=True)
     tools = []
     for tool in config.tools.filter(is_active=True).order_by("name"):
@@ -147,8 +159,9 @@ def config_snapshot(config: AgentConfig) -> dict[str, Any]:
         tools.append(spec)
     last = config.revisions.order_by("-number").values_list("number", flat=True).first() if config.pk else None
     return {
-        "config_id": config.pk, "name": config.name, "revision": last or 0,
-        "model": config.model or settings.OPENAI_REALTIME_MODEL,
+        "config_id": config.pk, "name": config.name, "revision": last or 0, "engine": config.engine,
+        "model": config.model or (settings.OPENAI_REALTIME_MODEL if config.engine == AgentConfig.Engine.REALTIME
+                                  else default_model(config.engine)),
         "instructions": config.instructions, "voice": config.voice, "speed": config.speed,
         "greeting": config.greeting, "turn_detection": turn,
         "noise_reduction": config.noise_reduction or None,
@@ -170,12 +183,12 @@ def start_call(call_sid: str, account_sid: str, from_number: str, to_number: str
         defaults={
             "account_sid": account_sid, "from_number": from_number, "to_number": to_number,
             "agent_config": config, "config_snapshot": config_snapshot(config) if config else {},
-            "twilio_status": "ringing",
+            "engine": config.engine if config else "", "twilio_status": "ringing",
         },
     )
     if not created and config and not call.config_snapshot:
-        call.agent_config, call.config_snapshot = config, config_snapshot(config)
-        call.save(update_fields=["agent_config", "config_snapshot"])
+        call.agent_config, call.config_snapshot, call.engine = config, config_snapshot(config), config.engine
+        call.save(update_fields=["agent_config", "config_snapshot", "engine"])
     return call
 
 

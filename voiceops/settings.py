@@ -184,6 +184,9 @@ OPENAI_API_KEY: str = env.str("OPENAI_API_KEY", default="")
 OPENAI_REALTIME_URL: str = env.str("OPENAI_REALTIME_URL", default="wss://api.openai.com/v1/realtime")
 OPENAI_REALTIME_MODEL: str = env.str("OPENAI_REALTIME_MODEL", default="gpt-realtime")
 OPENAI_LIVE_URL: str = env.str("OPENAI_LIVE_URL", default="wss://api.openai.com/v1/live/sessions")
+# A Realtime session lasts at most 60 minutes: a longer call moves to a fresh session (with the conversation so
+# far) after this long, at the first quiet moment. Tests shorten it.
+OPENAI_REALTIME_HANDOVER_S: float = env.float("OPENAI_REALTIME_HANDOVER_S", default=55 * 60)
 TWILIO_API_BASE_URL: str = env.str("TWILIO_API_BASE_URL", default="https://api.twilio.com")
 TWILIO_ACCOUNT_SID: str = env.str("TWILIO_ACCOUNT_SID", default="")
 TWILIO_AUTH_TOKEN: str = env.str("TWILIO_AUTH_TOKEN", default="")

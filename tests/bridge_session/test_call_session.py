@@ -261,7 +261,12 @@ def test_a_handover_waits_for_a_quiet_moment_and_carries_the_conversation():
     session.on_event(ev.AgentTranscript("Hello", "i2"), T0 + 2)
     session.on_event(ev.ResponseStarted(), T0 + 3300)
     assert session.on_timer(cs.HANDOVER_TIMER, T0 + 3300) == []  # the agent is talking
-    assert session.on_event(ev.ResponseDone(), T0 + 3301) == [cs.HandOver()]
+    session.on_event(ev.CallerSpeechStarted(), T0 + 3300.5)  # … and the caller talks over it
+    assert session.on_event(ev.ResponseDone(), T0 + 3301) == []
+    assert session.on_event(ev.CallerSpeechStopped(), T0 + 3302) == []  # the answer to that turn is due
+    session.on_event(ev.ResponseStarted(), T0 + 3302)
+    assert session.on_event(ev.ResponseDone(), T0 + 3303) == [cs.HandOver()]
+    assert session.on_event(ev.ResponseDone(), T0 + 3304) == []  # one handover at a time
     opening = [json.loads(t) for t in session.handover_opening()]
     for event in opening:
         validate_client_event(event)
