@@ -297,8 +297,9 @@ class CallSession:
 
     def _on_transcript(self, role: str, event: ev.CallerTranscript | ev.AgentTranscript,
                        now: float) -> list[Action]:
-        if event.text:
-            self.transcript.append((role, event.text))
+        if not event.text:
+            return []  # e.g. the silence an idle timeout commits
+        self.transcript.append((role, event.text))
         return self._record(role, now, event.text, {"item_id": event.item_id})
 
     def _on_error(self, error: ev.EngineError, now: float) -> list[Action]:

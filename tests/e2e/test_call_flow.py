@@ -354,3 +354,30 @@ async def test_the_live_feed_publishes_a_failed_call_as_failed(
     assert ended["call"]["status"] == Call.Status.FAILED
     assert ended["call"]["end_reason"] == Call.EndReason.UPSTREAM_ERROR
     assert ended["call"]["status_label"] == "Failed"
+
+
+async def test_a_silent_caller_is_asked_once_then_the_agent_says_goodbye_and_hangs_up(
+    bridge: ServerProcess, fresh_sim: RealtimeSimulator, agent: AgentConfig
+) -> None:
+    agent.idle_timeout_ms = 1000  # below the admin's minimum (5 s), to keep the test short
+    await asyncio.to_thread(agent.save)
+    fresh_sim.script = Script(turns=[Reply("Hello.", audio_ms=400), Reply("Are you still there?", audio_ms=600),
+                                     Reply("Not this: cancelled.", audio_ms=3000),
+                                     Reply("Goodbye, call again any time.", audio_ms=700)])
+    params, call = await open_stream(bridge)
+    async with call:  # the line stays open, silent
+        assert await call.wait_closed(20), "the bridge kept a silent call open"
+    session = fresh_sim.sessions[-1]
+    assert fresh_sim.errors == []
+    assert session.idle_timeouts == 2
+    turn = next(e for e in session.received if e["type"] == "session.update")["session"]["audio"]["input"]
+    assert turn["turn_detection"]["idle_timeout_ms"] == 1000
+    # The greeting, the server's own reprompt, then the goodbye; the second silence's answer is never played.
+    pattern = fresh_sim.pacing.pattern
+    assert bytes(call.result.agent_audio) == agent_audio(400, pattern) + agent_audio(600, pattern) + agent_audio(
+        700, pattern)
+    assert [r.status for r in session.responses] == ["completed", "completed", "cancelled", "completed"]
+    row = wait_for(lambda: Call.objects.filter(twilio_call_sid=params["CallSid"], ended_at__isnull=False).first())
+    assert row.end_reason == Call.EndReason.AGENT_ENDED
+    after = await asyncio.to_thread(stream_ended_twiml, bridge, params)
+    assert after.verbs == ["Hangup"]
