@@ -22,10 +22,11 @@ from django.utils.formats import date_format
 from django.utils.html import escape, format_html
 from django.utils.safestring import SafeString, mark_safe
 
-from calls import services
+from calls import pricing, services
 from calls.forms import AgentConfigAdminForm, PhoneNumberAdminForm, ToolAdminForm
 from calls.models import AgentConfig, AgentConfigRevision, Call, PhoneNumber, Tool
 from calls.templatetags.voiceops import duration as format_duration
+from calls.templatetags.voiceops import usd
 from calls.views import event_dicts
 
 log = logging.getLogger(__name__)
@@ -160,7 +161,7 @@ class AgentConfigAdmin(admin.ModelAdmin):
     list_filter = ("is_active", "is_default", "engine", "voice", "turn_detection")
     search_fields = ("name", "instructions", "greeting")
     filter_horizontal = ("tools",)
-    readonly_fields = ("session_preview", "revision_history")
+    readonly_fields = ("session_preview", "revision_history", "cost_estimate")
     save_on_top = True
     fieldsets = (
         ("Prompt", {"fields": ("name", "instructions", "greeting")}),
@@ -210,6 +211,7 @@ class AgentConfigAdmin(admin.ModelAdmin):
         fieldsets = list(super().get_fieldsets(request, obj))
         if obj is not None:
             fieldsets += [
+                ("Cost", {"fields": ("cost_estimate",)}),
                 ("Session preview", {"fields": ("session_preview",)}),
                 ("Revisions", {"fields": ("revision_history",)}),
             ]
@@ -243,6 +245,25 @@ class AgentConfigAdmin(admin.ModelAdmin):
             '<p class="vo-note">{}</p><pre class="vo-json">{}</pre>',
             note,
             json.dumps(payload, indent=2, ensure_ascii=False),
+        )
+
+    @admin.display(description="Estimate per minute")
+    def cost_estimate(self, obj: AgentConfig) -> SafeString:
+        try:
+            openai, twilio = services.config_minute_cost(obj)
+        except pricing.PriceError as exc:
+            return format_html('<p class="vo-note">No estimate: {}</p>', exc)
+        shape = (
+            "a 3-minute call at the forecast's defaults: the caller speaks 40 %, the agent 50 %, 4 responses "
+            "a minute, the whole conversation re-read on each, no caching, input transcription included"
+            if obj.engine == AgentConfig.Engine.REALTIME
+            else "billed per second of session, with a backend delegation every 2 minutes"
+        )
+        return format_html(
+            '<p><strong>≈ {} a minute</strong> OpenAI ({} {}) + {} Twilio (inbound voice and Media Streams).</p>'
+            '<p class="vo-note">For {}. Prices: calls/prices.toml; the whole month with AWS: '
+            "<code>manage.py estimate_cost --calls N --minutes M</code>.</p>",
+            usd(openai), obj.get_engine_display(), obj.model, usd(twilio), shape,
         )
 
     @admin.display(description="Recent revisions")
@@ -483,13 +504,14 @@ class CallAdmin(admin.ModelAdmin):
         "call_duration",
         "end_reason",
         "tokens",
+        "cost",
     )
     list_filter = ("status", "created_at", ToNumberFilter, "agent_config", "end_reason")
     search_fields = ("twilio_call_sid", "stream_sid", "from_number", "to_number")
     date_hierarchy = "created_at"
     list_select_related = ("agent_config",)
     list_per_page = 50
-    readonly_fields = ("dashboard_link", "call_duration", "usage_pretty", "transcript", "snapshot_pretty")
+    readonly_fields = ("dashboard_link", "call_duration", "cost", "usage_pretty", "transcript", "snapshot_pretty")
     fieldsets = (
         (
             "Call",
@@ -507,7 +529,7 @@ class CallAdmin(admin.ModelAdmin):
             },
         ),
         ("Timing", {"fields": ("created_at", "started_at", "ended_at", "call_duration", "bridge_instance")}),
-        ("Usage", {"fields": (("input_tokens", "output_tokens"), "usage_pretty")}),
+        ("Usage", {"fields": (("input_tokens", "output_tokens"), "cost", "usage_pretty")}),
         ("Transcript", {"fields": ("transcript",)}),
         ("Config snapshot", {"fields": ("snapshot_pretty",), "classes": ("collapse",)}),
     )
@@ -522,7 +544,7 @@ class CallAdmin(admin.ModelAdmin):
         return False
 
     def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> HttpResponse:
-        # Eight columns and five filters need the width the navigation sidebar would take.
+        # Nine columns and five filters need the width the navigation sidebar would take.
         return super().changelist_view(request, {"is_nav_sidebar_enabled": False, **(extra_context or {})})
 
     @admin.display(description="When", ordering="created_at")
@@ -544,6 +566,10 @@ class CallAdmin(admin.ModelAdmin):
     @admin.display(description="Tokens")
     def tokens(self, obj: Call) -> int:
         return obj.input_tokens + obj.output_tokens
+
+    @admin.display(description="Cost (est.)", ordering="cost_usd")
+    def cost(self, obj: Call) -> str:
+        return usd(obj.cost_usd) or "—"
 
     @admin.display(description="Dashboard")
     def dashboard_link(self, obj: Call) -> SafeString:

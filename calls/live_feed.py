@@ -40,6 +40,7 @@ def call_summary(call: Call) -> dict[str, Any]:
         "duration_s": call.duration_s,
         "end_reason": call.end_reason,
         "end_reason_label": call.get_end_reason_display(),
+        "cost_usd": str(call.cost_usd) if call.cost_usd is not None else None,
     }
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 from datetime import datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
@@ -12,6 +13,7 @@ from django.db import transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
+from calls import pricing
 from calls.models import (
     BUILTIN_TOOLS,
     AgentConfig,
@@ -173,6 +175,25 @@ def config_snapshot(config: AgentConfig) -> dict[str, Any]:
     }
 
 
+def prompt_tokens(config: AgentConfig | None) -> int:
+    """A config's instructions, greeting and tool descriptions in tokens (≈ characters ÷ 4, at least 500)."""
+    if config is None or config.pk is None:
+        return 500
+    text = config.instructions + config.greeting + "".join(t.description for t in config.tools.all())
+    return max(500, len(text) // 4)
+
+
+def config_minute_cost(config: AgentConfig) -> tuple[Decimal, Decimal]:
+    """(OpenAI, Twilio inbound) USD per minute of a typical call on this config's engine and model.
+    Raises pricing.PriceError when the price table does not know the model."""
+    table = pricing.load_prices()
+    openai = pricing.openai_per_minute(
+        table, config.engine, config.model, prompt_tokens=prompt_tokens(config),
+        transcription_model=config.transcription_model if config.transcription_enabled else None,
+    )
+    return openai, pricing.twilio_per_minute(table)
+
+
 # --- calls ---------------------------------------------------------------------------------------------
 
 def start_call(call_sid: str, account_sid: str, from_number: str, to_number: str,
@@ -274,8 +295,36 @@ def finish_call(call_id: int, end_reason: str, usage: dict[str, Any] | None = No
             call.usage = usage
             call.input_tokens = int(usage.get("input_tokens", 0))
             call.output_tokens = int(usage.get("output_tokens", 0))
+        call.cost_usd = call_cost_usd(call)
         call.save()
     return call
+
+
+COST_QUANTUM = Decimal("0.0001")  # Call.cost_usd keeps four decimal places
+
+
+def call_engine(call: Call) -> str:
+    """The engine a call ran on: the row's, else its snapshot's; calls from before engines were Realtime."""
+    return call.engine or (call.config_snapshot or {}).get("engine") or AgentConfig.Engine.REALTIME
+
+
+def call_cost_usd(call: Call) -> Decimal | None:
+    """The call's estimated OpenAI cost from its usage and frozen config (calls.pricing); None when the
+    price table does not know its model (logged: add the model to calls/prices.toml)."""
+    if call.end_reason == Call.EndReason.NOT_CONFIGURED:
+        return Decimal(0)  # no OpenAI session was opened
+    snapshot = call.config_snapshot or {}
+    engine = call_engine(call)
+    model = snapshot.get("model") or pricing.DEFAULT_MODELS.get(engine, "")
+    try:
+        cost = pricing.call_cost(
+            pricing.load_prices(), engine=engine, model=model, usage=call.usage, duration_s=call.duration_s,
+            transcription_model=snapshot.get("transcription_model"), backend_model=snapshot.get("backend_model"),
+        )
+    except pricing.PriceError as exc:
+        log.warning("call %s: no cost estimate: %s", call.twilio_call_sid, exc)
+        return None
+    return cost.quantize(COST_QUANTUM)
 
 
 def add_events(call_id: int, events: Iterable[dict[str, Any]]) -> int:

@@ -58,3 +58,19 @@ requires_postgres = pytest.mark.skipif(
 requires_redis = pytest.mark.skipif(
     not os.environ.get("REDIS_URL"), reason="needs Redis: set REDIS_URL=redis://… (CI does)"
 )
+
+
+# One call's summed response.done usage with every detail: the cost tests' common example. Uncached text 300 and
+# audio 400, cached text 100 and audio 200, output text 100 and audio 400 (gpt-realtime-2.1: $0.04212).
+DETAILED_USAGE = {
+    "input_tokens": 1000,
+    "output_tokens": 500,
+    "total_tokens": 1500,
+    "input_token_details": {
+        "text_tokens": 400,
+        "audio_tokens": 600,
+        "cached_tokens": 300,
+        "cached_tokens_details": {"text_tokens": 100, "audio_tokens": 200},
+    },
+    "output_token_details": {"text_tokens": 100, "audio_tokens": 400},
+}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from decimal import Decimal
 from typing import Any
 
 from django import template
@@ -43,3 +44,14 @@ def masked(number: str) -> str:
 @register.filter
 def pretty_json(value: Any) -> str:
     return json.dumps(value, indent=2, ensure_ascii=False, sort_keys=False, default=str)
+
+
+@register.filter
+def usd(amount: Any) -> str:
+    """An estimated cost in dollars to four places (calls cost cents); empty when there is no estimate."""
+    if amount is None or amount == "":
+        return ""
+    try:
+        return f"${Decimal(str(amount)):,.4f}"
+    except ArithmeticError:
+        return ""

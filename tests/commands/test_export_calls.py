@@ -4,6 +4,7 @@ import csv
 import io
 import json
 from datetime import UTC, datetime
+from decimal import Decimal
 
 import pytest
 from django.core.management.base import CommandError
@@ -26,6 +27,7 @@ def test_jsonl_one_record_per_call_with_events_in_order(make_call, run, default_
         output_tokens=80,
         usage={"input_tokens": 120, "output_tokens": 80},
         end_reason=Call.EndReason.CALLER_HANGUP,
+        cost_usd=Decimal("0.0123"),
     )
     # A later batch carries earlier seq numbers: the export orders by seq, not by insertion.
     services.add_events(call.pk, [{"seq": 5, "kind": "agent", "t_ms": 5000, "text": "Goodbye."}])
@@ -64,6 +66,8 @@ def test_jsonl_one_record_per_call_with_events_in_order(make_call, run, default_
     assert record["duration_s"] == 42
     assert (record["input_tokens"], record["output_tokens"]) == (120, 80)
     assert record["usage"] == {"input_tokens": 120, "output_tokens": 80}
+    assert record["cost_usd"] == 0.0123
+    assert next(r for r in records if r["call_sid"] != call.twilio_call_sid)["cost_usd"] is None
     assert datetime.fromisoformat(record["created_at"]) == call.created_at
     assert "exported 2 call(s)" in err
 
@@ -94,7 +98,8 @@ def test_since_and_until_select_by_creation_time(make_call, run):
 
 
 def test_csv_has_a_transcript_column(make_call, run):
-    make_call(events=[("caller", "Hi, is the office open?"), ("agent", "Yes, until 6, pm."), ("error", "x")])
+    make_call(events=[("caller", "Hi, is the office open?"), ("agent", "Yes, until 6, pm."), ("error", "x")],
+              cost_usd=Decimal("0.2031"))
 
     out, _ = run("export_calls", "--format", "csv")
 
@@ -104,6 +109,7 @@ def test_csv_has_a_transcript_column(make_call, run):
     assert rows[0]["event_count"] == "3"
     assert rows[0]["config_name"] == "Front desk"
     assert json.loads(rows[0]["usage"]) == {}
+    assert rows[0]["cost_usd"] == "0.2031"
 
 
 def test_mask_numbers(make_call, run):

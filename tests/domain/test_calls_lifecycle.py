@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 
 import pytest
 
 from calls import services
 from calls.models import Call, CallEvent
-from tests.conftest import new_call_sid
+from tests.conftest import DETAILED_USAGE, new_call_sid
 
 pytestmark = pytest.mark.django_db
 
@@ -135,6 +137,46 @@ def test_finish_call_keeps_twilios_duration_and_status(call):
     call.refresh_from_db()
     assert (call.status, call.duration_s, call.ended_at) == (Call.Status.COMPLETED, 42, T0)
     assert call.end_reason == Call.EndReason.AGENT_ENDED
+
+
+
+def test_finish_call_stores_the_realtime_cost(call):
+    services.apply_status_callback(call.twilio_call_sid, "in-progress", at=T0)
+    Call.objects.filter(pk=call.pk).update(duration_s=60)
+
+    services.finish_call(call.pk, Call.EndReason.CALLER_HANGUP, DETAILED_USAGE)
+
+    call.refresh_from_db()
+    # gpt-realtime-2.1 tokens $0.04212 (tests/domain/test_pricing.py) + 40 % of 60 s transcribed at $0.003/min.
+    assert call.cost_usd == Decimal("0.0433")
+
+
+def test_finish_call_stores_the_live_cost_from_billed_seconds(call):
+    Call.objects.filter(pk=call.pk).update(
+        engine="live", duration_s=200, config_snapshot={**call.config_snapshot, "model": "gpt-live-1.1"}
+    )
+
+    services.finish_call(call.pk, Call.EndReason.CALLER_HANGUP, {"seconds": 90.0})
+
+    call.refresh_from_db()
+    assert call.cost_usd == Decimal("0.0750")  # 1.5 billed minutes x $0.05, not the 200 s on the line
+
+
+def test_a_model_missing_from_the_price_table_leaves_the_cost_empty(call, caplog):
+    Call.objects.filter(pk=call.pk).update(config_snapshot={**call.config_snapshot, "model": "gpt-9-realtime"})
+
+    with caplog.at_level(logging.WARNING, logger="calls.services"):
+        services.finish_call(call.pk, Call.EndReason.CALLER_HANGUP, DETAILED_USAGE)
+
+    call.refresh_from_db()
+    assert call.cost_usd is None
+    assert "no price for Realtime model 'gpt-9-realtime'" in caplog.text
+
+
+def test_a_call_that_never_reached_openai_costs_nothing(call):
+    services.finish_call(call.pk, Call.EndReason.NOT_CONFIGURED)
+    call.refresh_from_db()
+    assert call.cost_usd == 0
 
 
 @pytest.mark.parametrize(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 
 from django.utils import timezone
@@ -57,6 +58,7 @@ def make_call(
             end_reason=Call.EndReason.CALLER_HANGUP,
             input_tokens=1200,
             output_tokens=800,
+            cost_usd=Decimal("0.1234"),
         )
     defaults.update(fields)
     return Call.objects.create(twilio_call_sid=sid, **defaults)

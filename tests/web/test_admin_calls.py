@@ -27,9 +27,19 @@ def test_list_masks_the_caller_and_shows_the_columns(admin_client, finished_call
         "call_duration",
         "end_reason",
         "tokens",
+        "cost",
     ):
         assert f"column-{column}" in html, column
     assert "01:23" in html and ">2000<" in html  # 83 s, 1200 + 800 tokens
+    assert "$0.1234" in html  # the stored estimate
+
+
+def test_detail_shows_the_cost_estimate(admin_client, finished_call):
+    html = admin_client.get(reverse("admin:calls_call_change", args=[finished_call.pk])).content.decode()
+    assert "Cost (est.)" in html and "$0.1234" in html
+    Call.objects.filter(pk=finished_call.pk).update(cost_usd=None)
+    html = admin_client.get(reverse("admin:calls_call_change", args=[finished_call.pk])).content.decode()
+    assert "$0.1234" not in html
 
 
 @pytest.mark.parametrize(

@@ -44,6 +44,7 @@ def test_change_page_has_fieldsets_preview_and_revision_history(admin_client, fr
         "Limits",
         "Tools",
         "Routing",
+        "Cost",
         "Session preview",
         "Revisions",
     ):
@@ -52,6 +53,27 @@ def test_change_page_has_fieldsets_preview_and_revision_history(admin_client, fr
     # The preview is the session the bridge builds from this config.
     assert "Acme Dental" in html and "end_call" in html
     assert reverse("admin:calls_agentconfigrevision_change", args=[front_desk.revisions.get().pk]) in html
+
+
+def test_change_page_estimates_the_cost_per_minute_for_the_engine_and_model(admin_client, front_desk):
+    front_desk.transcription_enabled = False
+    front_desk.save()
+    html = admin_client.get(change_url(front_desk)).content.decode()
+    # gpt-realtime-2.1, a 3-minute call with a 500-token prompt: $0.20192 a minute (tests/domain/test_pricing.py).
+    assert "≈ $0.2019 a minute</strong> OpenAI (OpenAI Realtime (token billed) gpt-realtime-2.1)" in html
+    assert "$0.0125 Twilio" in html  # $0.0085 inbound + $0.004 Media Streams
+
+    front_desk.model = "gpt-realtime-2.1-mini"
+    front_desk.save()
+    assert "≈ $0.0618 a minute" in admin_client.get(change_url(front_desk)).content.decode()
+
+    front_desk.engine, front_desk.model = "live", "gpt-live-1.1"
+    front_desk.save()
+    assert "≈ $0.0505 a minute</strong> OpenAI (GPT-Live" in admin_client.get(change_url(front_desk)).content.decode()
+
+    front_desk.engine, front_desk.model = "realtime", "gpt-9-realtime"
+    front_desk.save()
+    assert "No estimate: no price for Realtime model" in admin_client.get(change_url(front_desk)).content.decode()
 
 
 def test_preview_shows_what_the_bridge_sends(admin_client, front_desk):

@@ -54,6 +54,7 @@ def test_index_lists_live_calls_masked_and_recent_calls(admin_client, finished_c
     assert "+1415•••0123" in html and "+14155550123" not in html
     assert reverse("dashboard:call", args=[live.pk]) in html
     assert response.context["day"]["total"] == 2 and response.context["day"]["tokens"] == 2000
+    assert '<td class="num right">$0.1234</td>' in html  # the finished call's estimated cost
     assert 'data-live-url="/dashboard/partials/live-calls"' in html
 
 
@@ -141,6 +142,7 @@ def test_call_detail_shows_the_conversation(admin_client, finished_call):
     assert "&lt;b&gt;Bye&lt;/b&gt;" in html
     assert "+14155550123" in html  # the full number on the detail page; masked only in lists
     assert '<script id="vo-labels" type="application/json">' in html
+    assert '<dd id="call-cost" class="num" title="Estimated OpenAI cost, from calls/prices.toml">$0.1234</dd>' in html
 
 
 def test_unknown_call_is_404(admin_client, db):
@@ -162,6 +164,7 @@ def test_events_feed_returns_events_after_a_seq(admin_client, finished_call):
         "summary": "Done — see you Friday at ten. <b>Bye</b>",
     }
     assert payload["call"]["from"] == "+1415•••0123" and payload["call"]["is_live"] is False
+    assert payload["call"]["cost_usd"] == "0.1234"
     assert len(admin_client.get(url).json()["events"]) == 6
     assert admin_client.get(url + "?after=x").status_code == 400
 

@@ -1,35 +1,30 @@
-"""Estimate OpenAI Realtime cost: from the usage recorded on calls, or as a forecast.
+"""What voiceops costs a month: AWS (fixed baseline + what calls add), Twilio and OpenAI, from recorded calls or
+as a forecast.
 
-    manage.py estimate_cost --since 2026-01-01              # what recorded calls cost
-    manage.py estimate_cost --calls 1000 --minutes 3        # forecast: 1000 calls of 3 minutes
+    manage.py estimate_cost --since 2026-11-01                     # what recorded calls cost, scaled to a month
+    manage.py estimate_cost --calls 3000 --minutes 3               # forecast: 3,000 calls a month of 3 minutes
+    manage.py estimate_cost --calls 3000 --minutes 3 --engine live --stage dev
 
-Prices are USD per 1M tokens, from settings (OPENAI_PRICE_*), overridable with --price-* flags. Defaults are
-gpt-realtime's published prices: text $4 in / $0.40 cached / $16 out, audio $32 in / $0.40 cached / $64 out.
-Input transcription (billed separately by its own model) and Twilio minutes are not included.
+Every price comes from calls/prices.toml (source and date per line; see docs/cost.md for the model). The AWS
+side mirrors what the CDK app deploys for --stage (task sizes, minimum counts, NAT gateways, RDS, Redis);
+interface endpoints count only with --endpoints (the CDK context choice, off by default).
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass, field
+from datetime import datetime
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
-from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.utils import timezone
 
+from calls import pricing
 from calls.management.commands._maintenance import parse_window
-from calls.models import Call
+from calls.models import AgentConfig, Call
+from calls.services import call_cost_usd, call_engine, prompt_tokens
 
-# Setting name → default price in USD per 1M tokens (gpt-realtime, GA).
-PRICE_SETTINGS: dict[str, tuple[str, Decimal]] = {
-    "text_input": ("OPENAI_PRICE_TEXT_INPUT_PER_1M", Decimal("4.00")),
-    "text_cached": ("OPENAI_PRICE_TEXT_CACHED_INPUT_PER_1M", Decimal("0.40")),
-    "text_output": ("OPENAI_PRICE_TEXT_OUTPUT_PER_1M", Decimal("16.00")),
-    "audio_input": ("OPENAI_PRICE_AUDIO_INPUT_PER_1M", Decimal("32.00")),
-    "audio_cached": ("OPENAI_PRICE_AUDIO_CACHED_INPUT_PER_1M", Decimal("0.40")),
-    "audio_output": ("OPENAI_PRICE_AUDIO_OUTPUT_PER_1M", Decimal("64.00")),
-}
 LABELS = {
     "text_input": "text input",
     "text_cached": "text input, cached",
@@ -38,136 +33,7 @@ LABELS = {
     "audio_cached": "audio input, cached",
     "audio_output": "audio output",
 }
-# Audio token rates (PROTOCOLS.md / OpenAI's realtime cost guide): 1 token per 100 ms of caller audio,
-# 1 per 50 ms of agent audio.
-CALLER_AUDIO_TOKENS_PER_MIN = 600
-AGENT_AUDIO_TOKENS_PER_MIN = 1200
-MILLION = Decimal(1_000_000)
 CENT = Decimal("0.0001")
-
-
-@dataclass
-class TokenTally:
-    """Tokens by price category. Uncached and cached input are disjoint (cached is a subset of input
-    in OpenAI's usage, so it is taken out of the uncached count)."""
-
-    tokens: Counter[str] = field(default_factory=Counter)
-    calls: int = 0
-    seconds: int = 0
-    undetailed_calls: int = 0
-    models: Counter[str] = field(default_factory=Counter)
-
-    def add_usage(self, usage: dict[str, Any], input_tokens: int = 0, output_tokens: int = 0) -> None:
-        """Add one call's summed `response.done` usage. Without the per-modality details, everything
-        is counted as uncached audio: the most expensive reading, so the estimate stays an upper bound."""
-        usage = usage or {}
-        inp = usage.get("input_token_details") or {}
-        out = usage.get("output_token_details") or {}
-        total_in = int(usage.get("input_tokens", input_tokens) or 0)
-        total_out = int(usage.get("output_tokens", output_tokens) or 0)
-        if not inp and not out and (total_in or total_out):
-            self.undetailed_calls += 1
-        if inp:
-            text_in, audio_in = int(inp.get("text_tokens") or 0), int(inp.get("audio_tokens") or 0)
-            cached = int(inp.get("cached_tokens") or 0)
-            cached_details = inp.get("cached_tokens_details") or {}
-            if cached_details:
-                cached_text = int(cached_details.get("text_tokens") or 0)
-                cached_audio = int(cached_details.get("audio_tokens") or 0)
-            else:
-                # No split given: share the cached tokens out in proportion to each modality's input.
-                cached_text = round(cached * text_in / (text_in + audio_in)) if text_in + audio_in else 0
-                cached_audio = cached - cached_text
-            self.tokens["text_input"] += max(0, text_in - cached_text)
-            self.tokens["text_cached"] += min(cached_text, text_in)
-            self.tokens["audio_input"] += max(0, audio_in - cached_audio)
-            self.tokens["audio_cached"] += min(cached_audio, audio_in)
-        else:
-            self.tokens["audio_input"] += total_in
-        if out:
-            self.tokens["text_output"] += int(out.get("text_tokens") or 0)
-            self.tokens["audio_output"] += int(out.get("audio_tokens") or 0)
-        else:
-            self.tokens["audio_output"] += total_out
-
-
-def prices_from(options: dict[str, Any]) -> dict[str, Decimal]:
-    prices = {}
-    for key, (setting, default) in PRICE_SETTINGS.items():
-        flag = options.get(f"price_{key}")
-        value = flag if flag is not None else getattr(settings, setting, default)
-        try:
-            price = Decimal(str(value))
-        except ArithmeticError:
-            raise CommandError(f"price {key} {value!r} is not a number") from None
-        if price < 0:
-            raise CommandError(f"price {key} must not be negative")
-        prices[key] = price
-    return prices
-
-
-def cost_of(tokens: int, price_per_million: Decimal) -> Decimal:
-    return Decimal(tokens) * price_per_million / MILLION
-
-
-def tally_recorded(since: Any, until: Any) -> TokenTally:
-    tally = TokenTally()
-    calls = Call.objects.all()
-    if since:
-        calls = calls.filter(created_at__gte=since)
-    if until:
-        calls = calls.filter(created_at__lt=until)
-    rows = calls.values_list("usage", "input_tokens", "output_tokens", "duration_s", "config_snapshot__model")
-    for usage, input_tokens, output_tokens, duration, model in rows.iterator(chunk_size=1000):
-        tally.calls += 1
-        tally.seconds += duration or 0
-        tally.add_usage(usage, input_tokens, output_tokens)
-        if model:
-            tally.models[model] += 1
-    return tally
-
-
-def forecast(
-    calls: int,
-    minutes: float,
-    *,
-    caller_share: float,
-    agent_share: float,
-    responses_per_minute: float,
-    prompt_tokens: int,
-    cache_hit: float,
-) -> TokenTally:
-    """Tokens for `calls` calls of `minutes` each.
-
-    Each response re-reads the whole conversation so far (the prompt, every earlier caller and agent turn)
-    plus the new caller turn, so input grows with the square of the call length. `cache_hit` is the share
-    of that re-read billed at the cached price (0 = none: an upper bound).
-    """
-    responses = max(1, round(minutes * responses_per_minute))
-    caller_turn = CALLER_AUDIO_TOKENS_PER_MIN * minutes * caller_share / responses
-    agent_turn = AGENT_AUDIO_TOKENS_PER_MIN * minutes * agent_share / responses
-    text_in = audio_new = audio_reread = 0.0
-    text_reread = 0.0
-    for k in range(responses):
-        # The prompt is new on the first response, a re-read afterwards.
-        if k == 0:
-            text_in += prompt_tokens
-        else:
-            text_reread += prompt_tokens
-        audio_reread += k * (caller_turn + agent_turn)
-        audio_new += caller_turn
-    tally = TokenTally(calls=calls, seconds=round(calls * minutes * 60))
-    per_call = {
-        "text_input": text_in + text_reread * (1 - cache_hit),
-        "text_cached": text_reread * cache_hit,
-        "audio_input": audio_new + audio_reread * (1 - cache_hit),
-        "audio_cached": audio_reread * cache_hit,
-        "audio_output": agent_turn * responses,
-        "text_output": 0.0,
-    }
-    for key, value in per_call.items():
-        tally.tokens[key] = round(value * calls)
-    return tally
 
 
 def usd_per_million(value: str) -> Decimal:
@@ -180,127 +46,266 @@ def usd_per_million(value: str) -> Decimal:
     return price
 
 
-def share(value: str) -> float:
-    number = float(value)
-    if not 0.0 <= number <= 1.0:
+def share(value: str) -> Decimal:
+    number = Decimal(value)
+    if not number.is_finite() or not 0 <= number <= 1:
         raise ValueError(value)
     return number
 
 
+def positive(value: str) -> Decimal:
+    number = Decimal(value)
+    if not number.is_finite() or number <= 0:
+        raise ValueError(value)
+    return number
+
+
+def money(value: Decimal) -> str:
+    return f"${value.quantize(Decimal('0.01'), ROUND_HALF_UP):,}"
+
+
+class Recorded:
+    """Recorded calls in a window: their tokens by category and model, and their OpenAI cost."""
+
+    def __init__(self, since: datetime | None, until: datetime | None) -> None:
+        self.by_model: dict[str, pricing.TokenTally] = {}
+        self.tally = pricing.TokenTally()
+        self.openai_usd = Decimal(0)
+        self.unpriced: Counter[str] = Counter()
+        self.engines: Counter[str] = Counter()
+        self.first: datetime | None = None
+        calls = Call.objects.all()
+        if since:
+            calls = calls.filter(created_at__gte=since)
+        if until:
+            calls = calls.filter(created_at__lt=until)
+        for call in calls.order_by("created_at").iterator(chunk_size=1000):
+            self.first = self.first or call.created_at
+            engine = call_engine(call)
+            model = (call.config_snapshot or {}).get("model") or pricing.DEFAULT_MODELS.get(engine, "")
+            self.engines[f"{engine} {model}"] += 1
+            self.tally.calls += 1
+            self.tally.seconds += call.duration_s or 0
+            self.tally.models[model] += 1
+            cost = call_cost_usd(call)
+            if cost is None:
+                self.unpriced[model] += 1
+            else:
+                self.openai_usd += cost
+            if engine == "realtime":
+                self.tally.add_usage(call.usage, call.input_tokens, call.output_tokens)
+                self.by_model.setdefault(model, pricing.TokenTally()).add_usage(
+                    call.usage, call.input_tokens, call.output_tokens
+                )
+
+
 class Command(BaseCommand):
-    help = "Estimate OpenAI Realtime cost from recorded call usage, or forecast it with --calls/--minutes."
+    help = (
+        "Monthly cost of voiceops (AWS fixed + variable, Twilio, OpenAI) from recorded calls, or a forecast "
+        "with --calls/--minutes. Prices: calls/prices.toml."
+    )
 
     def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--since", help="Recorded calls created at or after this date (YYYY-MM-DD[THH:MM]).")
+        parser.add_argument("--until", help="Recorded calls created before this date; a bare date includes it.")
+        parser.add_argument("--calls", type=int, help="Forecast: calls a month.")
+        parser.add_argument("--minutes", type=positive, help="Forecast: average call length in minutes.")
         parser.add_argument(
-            "--since", help="Recorded calls created at or after this date (YYYY-MM-DD[THH:MM])."
+            "--engine", choices=pricing.ENGINES,
+            help="Forecast: OpenAI engine (default: the default agent config's, else realtime).",
         )
         parser.add_argument(
-            "--until", help="Recorded calls created before this date; a bare date includes it."
+            "--model", help="Forecast: model (default: the default config's for its engine, else gpt-realtime-2.1 "
+            "for realtime and gpt-live-1.1 for live).",
         )
-        parser.add_argument("--calls", type=int, help="Forecast: number of calls.")
-        parser.add_argument("--minutes", type=float, help="Forecast: average call length in minutes.")
+        parser.add_argument("--stage", choices=pricing.STAGES, default="prod",
+                            help="Which CDK stage's AWS baseline to price (default prod).")
+        parser.add_argument("--region", default=pricing.DEFAULT_REGION,
+                            help=f"AWS region of the prices (default {pricing.DEFAULT_REGION}).")
+        parser.add_argument("--sources", action="store_true",
+                            help="List every price with its source and date (calls/prices.toml), then stop.")
+        parser.add_argument("--endpoints", action="store_true",
+                            help="Count the interface VPC endpoints (the CDK context choice; off by default).")
         parser.add_argument(
-            "--caller-share",
-            type=share,
-            default=0.4,
-            help="Forecast: share of the call the caller speaks (default 0.4).",
-        )
-        parser.add_argument(
-            "--agent-share",
-            type=share,
-            default=0.5,
-            help="Forecast: share of the call the agent speaks (default 0.5).",
-        )
-        parser.add_argument(
-            "--responses-per-minute",
-            type=float,
-            default=4.0,
-            help="Forecast: agent responses per minute (default 4, a turn every 15 s).",
+            "--calls-per-task", type=int, default=pricing.DEFAULT_CALLS_PER_TASK,
+            help="Calls one bridge task carries (default %(default)s, the CDK's calls_per_task; use the measured "
+            "figure from docs/perf.md when there is one). Scaling aims at 60%% of it.",
         )
         parser.add_argument(
-            "--prompt-tokens",
-            type=int,
-            default=None,
-            help="Forecast: instructions + tool definitions in tokens "
+            "--busy-hours", type=positive, default=pricing.Workload.busy_hours,
+            help="Hours a month the calls fall in, for how many bridge tasks they need (default %(default)s: "
+            "10 h on 22 working days).",
+        )
+        parser.add_argument("--outbound-share", type=share, default=Decimal(0),
+                            help="Share of calls placed by voiceops (Twilio outbound rate; default 0).")
+        parser.add_argument("--numbers", type=int, default=1, help="Twilio phone numbers rented (default 1).")
+        parser.add_argument("--caller-share", type=share, default=pricing.DEFAULT_CALLER_SHARE,
+                            help="Forecast: share of the call the caller speaks (default %(default)s).")
+        parser.add_argument("--agent-share", type=share, default=pricing.DEFAULT_AGENT_SHARE,
+                            help="Forecast: share of the call the agent speaks (default %(default)s).")
+        parser.add_argument("--responses-per-minute", type=positive, default=Decimal(4),
+                            help="Forecast, realtime: agent responses per minute (default 4, a turn every 15 s).")
+        parser.add_argument(
+            "--prompt-tokens", type=int, default=None,
+            help="Forecast, realtime: instructions + tool definitions in tokens "
             "(default: the default config's, ≈ characters ÷ 4, at least 500).",
         )
         parser.add_argument(
-            "--cache-hit",
-            type=share,
-            default=0.0,
-            help="Forecast: share of re-read input billed as cached (default 0: upper bound).",
+            "--cache-hit", type=share, default=Decimal(0),
+            help="Forecast, realtime: share of re-read input billed as cached (default 0: an upper bound).",
         )
-        for key, (setting, default) in PRICE_SETTINGS.items():
+        parser.add_argument(
+            "--transcription-model",
+            help="Forecast, realtime: input transcription model (default: the default config's, else "
+            f"{pricing.DEFAULT_TRANSCRIPTION_MODEL}); 'none' for no transcription.",
+        )
+        parser.add_argument("--backend-model", default=pricing.DEFAULT_BACKEND_MODEL,
+                            help="Forecast, live: the backend model delegations go to (default %(default)s).")
+        parser.add_argument("--delegations-per-minute", type=share, default=pricing.DEFAULT_DELEGATIONS_PER_MINUTE,
+                            help="Forecast, live: backend delegations per minute (default %(default)s).")
+        for key, label in LABELS.items():
             parser.add_argument(
-                f"--price-{key.replace('_', '-')}",
-                dest=f"price_{key}",
-                type=usd_per_million,
-                help=f"USD per 1M {LABELS[key]} tokens (setting {setting}, default {default}).",
+                f"--price-{key.replace('_', '-')}", dest=f"price_{key}", type=usd_per_million,
+                help=f"Override: USD per 1M {label} tokens for every Realtime model (default: calls/prices.toml).",
             )
 
     def handle(self, *args: Any, **options: Any) -> None:
-        prices = prices_from(options)
+        try:
+            table = pricing.load_prices(options["region"])
+            deploy = pricing.deployment(
+                options["stage"], endpoints=options["endpoints"], calls_per_task=options["calls_per_task"]
+            )
+        except pricing.PriceError as exc:
+            raise CommandError(str(exc)) from None
+        if options["sources"]:
+            for line in table.lines:
+                figures = ", ".join(f"{key} {value.normalize():f}" for key, value in line.values.items())
+                note = f" ({line.note})" if line.note else ""
+                self.stdout.write(f"{line.name}: {figures} USD per {line.unit}; {line.source}, {line.date}{note}")
+            return
+        if options["calls_per_task"] < 1 or options["numbers"] < 0:
+            raise CommandError("--calls-per-task must be at least 1 and --numbers at least 0")
+        overrides = {k: options[f"price_{k}"] for k in LABELS if options[f"price_{k}"] is not None}
         calls, minutes = options["calls"], options["minutes"]
         if (calls is None) != (minutes is None):
             raise CommandError("a forecast needs both --calls and --minutes")
-        if calls is not None:
-            if options["since"] or options["until"]:
-                raise CommandError("--since/--until select recorded calls; a forecast takes none")
-            if calls < 1 or minutes <= 0:
-                raise CommandError("--calls must be at least 1 and --minutes more than 0")
-            if minutes > 60:
-                raise CommandError("a Realtime session lasts at most 60 minutes")
-            prompt = options["prompt_tokens"]
-            if prompt is None:
-                prompt = self._default_prompt_tokens()
-            tally = forecast(
-                calls,
-                minutes,
-                caller_share=options["caller_share"],
-                agent_share=options["agent_share"],
-                responses_per_minute=options["responses_per_minute"],
-                prompt_tokens=prompt,
-                cache_hit=options["cache_hit"],
-            )
-            self.stdout.write(
-                f"Forecast: {calls} call(s) of {minutes:g} min; caller speaks {options['caller_share']:.0%}, "
-                f"agent {options['agent_share']:.0%}; {options['responses_per_minute']:g} responses/min; "
-                f"prompt {prompt} tokens; cache hit {options['cache_hit']:.0%}"
-            )
-        else:
-            since, until = parse_window(options["since"], options["until"])
-            tally = tally_recorded(since, until)
-            window = f"since {since:%Y-%m-%d %H:%M}" if since else "all time"
-            if until:
-                window += f", before {until:%Y-%m-%d %H:%M}"
-            models = ", ".join(f"{m} ({n})" for m, n in tally.models.most_common()) or "none recorded"
-            self.stdout.write(f"Recorded usage: {tally.calls} call(s), {window}; models: {models}")
-            if tally.undetailed_calls:
-                self.stdout.write(
-                    f"  {tally.undetailed_calls} call(s) without token details were priced "
-                    "as uncached audio (an upper bound)"
-                )
-        self._print_table(tally, prices)
+        try:
+            if calls is not None:
+                work = self._forecast(options, calls, minutes, table, overrides)
+            else:
+                work = self._recorded(options, table, overrides)
+            if work is not None:
+                self._print_month(table, deploy, work)
+        except pricing.PriceError as exc:
+            raise CommandError(str(exc)) from None
 
-    def _default_prompt_tokens(self) -> int:
-        from calls.models import AgentConfig
+    # --- forecast -----------------------------------------------------------------------------------------
 
+    def _forecast(
+        self, options: dict[str, Any], calls: int, minutes: Decimal, table: pricing.PriceTable,
+        overrides: dict[str, Decimal],
+    ) -> pricing.Workload:
+        if options["since"] or options["until"]:
+            raise CommandError("--since/--until select recorded calls; a forecast takes none")
+        if calls < 1:
+            raise CommandError("--calls must be at least 1 and --minutes more than 0")
         config = AgentConfig.objects.filter(is_default=True).first()
-        if config is None:
-            return 500
-        text = config.instructions + config.greeting + "".join(t.description for t in config.tools.all())
-        return max(500, len(text) // 4)
+        engine = options["engine"] or (config.engine if config else "realtime")
+        if engine == "realtime" and minutes > 60:
+            raise CommandError("a Realtime session lasts at most 60 minutes")
+        model = options["model"] or (
+            config.model if config and config.engine == engine else pricing.DEFAULT_MODELS[engine]
+        )
+        transcription = options["transcription_model"] or (
+            (config.transcription_model if config.transcription_enabled else "none")
+            if config else pricing.DEFAULT_TRANSCRIPTION_MODEL
+        )
+        prompt = options["prompt_tokens"]
+        if prompt is None:
+            prompt = prompt_tokens(config)
+        prices = {**table.realtime_model(model), **overrides} if engine == "realtime" else None
+        work = pricing.Workload(
+            calls=calls, minutes=minutes, engine=engine, model=model,
+            outbound_share=options["outbound_share"], caller_share=options["caller_share"],
+            agent_share=options["agent_share"], responses_per_minute=options["responses_per_minute"],
+            prompt_tokens=prompt, cache_hit=options["cache_hit"],
+            transcription_model=None if transcription == "none" else transcription,
+            backend_model=options["backend_model"], delegations_per_minute=options["delegations_per_minute"],
+            busy_hours=options["busy_hours"], phone_numbers=options["numbers"], realtime_prices=prices,
+        )
+        shape = (
+            f"prompt {prompt} tokens; {options['responses_per_minute']:g} responses/min; "
+            f"cache hit {options['cache_hit']:.0%}"
+            if engine == "realtime"
+            else f"backend {work.backend_model}, {work.delegations_per_minute:g} delegations/min"
+        )
+        self.stdout.write(
+            f"Forecast: {calls:,} call(s) a month of {minutes:g} min, {engine} {model}; caller speaks "
+            f"{options['caller_share']:.0%}, agent {options['agent_share']:.0%}; {shape}"
+        )
+        return work
 
-    def _print_table(self, tally: TokenTally, prices: dict[str, Decimal]) -> None:
+    # --- recorded calls ---------------------------------------------------------------------------------------
+
+    def _recorded(
+        self, options: dict[str, Any], table: pricing.PriceTable, overrides: dict[str, Decimal]
+    ) -> pricing.Workload | None:
+        since, until = parse_window(options["since"], options["until"])
+        recorded = Recorded(since, until)
+        tally = recorded.tally
+        window = f"since {since:%Y-%m-%d %H:%M}" if since else "all time"
+        if until:
+            window += f", before {until:%Y-%m-%d %H:%M}"
+        models = ", ".join(f"{m} ({n})" for m, n in tally.models.most_common()) or "none recorded"
+        self.stdout.write(f"Recorded usage: {tally.calls} call(s), {window}; models: {models}")
+        if tally.undetailed_calls:
+            self.stdout.write(
+                f"  {tally.undetailed_calls} call(s) without token details were priced as uncached audio "
+                "(an upper bound)"
+            )
+        for model, count in recorded.unpriced.items():
+            self.stdout.write(f"  {count} call(s) on {model!r} are left out of the USD figures: no price for it")
+        self._print_tokens(recorded, table, overrides)
+        if not tally.calls:
+            return None
+        # Scale the window to a month: a window given by --since/--until, else first recorded call → now.
+        start = since or recorded.first
+        end = min(until or timezone.now(), timezone.now())
+        days = max(Decimal(1), Decimal((end - start).total_seconds()) / 86400) if start else Decimal(1)
+        scale = pricing.DAYS_PER_MONTH / days
+        engine_model, _ = recorded.engines.most_common(1)[0]
+        engine, model = engine_model.split(" ", 1)
+        minutes = Decimal(tally.seconds) / 60 / tally.calls if tally.seconds else Decimal(1)
+        calls = max(1, round(tally.calls * scale))
+        self.stdout.write(
+            f"Scaled to a month: {tally.calls} call(s) in {days:.1f} day(s) → {calls:,} call(s) of "
+            f"{minutes:.2f} min; OpenAI at the recorded cost"
+        )
+        return pricing.Workload(
+            calls=calls, minutes=minutes, engine=engine, model=model, outbound_share=options["outbound_share"],
+            agent_share=options["agent_share"], busy_hours=options["busy_hours"], phone_numbers=options["numbers"],
+            openai_usd=recorded.openai_usd * scale,
+        )
+
+    def _print_tokens(self, recorded: Recorded, table: pricing.PriceTable, overrides: dict[str, Decimal]) -> None:
+        """Realtime tokens by category, each model at its own prices (the price column only when one model)."""
+        tally = recorded.tally
+        costs = dict.fromkeys(pricing.TOKEN_CATEGORIES, Decimal(0))
+        single: dict[str, Decimal] | None = None
+        for model, model_tally in recorded.by_model.items():
+            if model in recorded.unpriced:
+                continue
+            prices = {**table.realtime_model(model), **overrides}
+            single = prices if len(recorded.by_model) == 1 else None
+            for key, cost in pricing.token_cost(model_tally.tokens, prices).items():
+                costs[key] += cost
         header = f"{'category':<22}{'tokens':>14}{'USD / 1M':>11}{'USD':>12}"
         self.stdout.write(header)
         self.stdout.write("-" * len(header))
-        total = Decimal(0)
-        for key in PRICE_SETTINGS:
-            tokens = tally.tokens[key]
-            cost = cost_of(tokens, prices[key])
-            total += cost
-            self.stdout.write(f"{LABELS[key]:<22}{tokens:>14,}{prices[key]:>11.2f}{cost:>12.4f}")
+        for key in pricing.TOKEN_CATEGORIES:
+            price = f"{single[key]:>11.2f}" if single else " " * 11
+            self.stdout.write(f"{LABELS[key]:<22}{tally.tokens[key]:>14,}{price}{costs[key]:>12.4f}")
+        total = sum(costs.values(), Decimal(0))
         self.stdout.write("-" * len(header))
         self.stdout.write(f"{'total':<22}{sum(tally.tokens.values()):>14,}{'':>11}{total:>12.4f}")
         if tally.calls:
@@ -310,4 +315,47 @@ class Command(BaseCommand):
             self.stdout.write(
                 f"per minute: ${per_minute.quantize(CENT, ROUND_HALF_UP)} over {tally.seconds / 60:,.1f} min"
             )
-        self.stdout.write("Excludes input transcription and Twilio charges.")
+        self.stdout.write(
+            f"OpenAI, all engines, with input transcription: ${recorded.openai_usd.quantize(CENT, ROUND_HALF_UP)}"
+        )
+
+    # --- the month ----------------------------------------------------------------------------------------
+
+    def _print_month(self, table: pricing.PriceTable, deploy: pricing.Deployment, work: pricing.Workload) -> None:
+        lines = pricing.monthly_estimate(table, deploy, work)
+        endpoints = "on" if deploy.interface_endpoint_services else "off"
+        self.stdout.write("")
+        self.stdout.write(
+            f"Monthly estimate, stage {deploy.stage}, {table.region}, interface endpoints {endpoints}; "
+            f"prices: calls/prices.toml"
+        )
+        header = f"{'':<13}{'item':<48}{'quantity':>16} {'unit':<18}{'USD/month':>12}"
+        self.stdout.write(header)
+        for line in lines:
+            self.stdout.write(
+                f"{line.group:<13}{line.item:<48}{line.quantity:>16,.2f} {line.unit:<18}{money(line.usd):>12}"
+            )
+        totals = pricing.group_totals(lines)
+        grand = sum(totals.values(), Decimal(0))
+        self.stdout.write("-" * len(header))
+        for group, usd in totals.items():
+            self.stdout.write(f"{group:<13}{'':<48}{'':>16} {'':<18}{money(usd):>12}")
+        self.stdout.write(f"{'monthly total':<13}{'':<48}{'':>16} {'':<18}{money(grand):>12}")
+        tasks = pricing.bridge_tasks_needed(deploy, work)
+        if tasks > deploy.bridge_max_tasks:
+            self.stdout.write(
+                f"WARNING: the busy hours need {tasks} bridge tasks, more than bridge_max_tasks "
+                f"({deploy.bridge_max_tasks}): raise it in the CDK context or calls will be refused."
+            )
+        if work.call_minutes:
+            aws = totals[pricing.FIXED] + totals[pricing.VARIABLE]
+            per = {name: usd / work.call_minutes for name, usd in (
+                ("total", grand), ("AWS", aws), ("Twilio", totals[pricing.TWILIO]), ("OpenAI", totals[pricing.OPENAI])
+            )}
+            self.stdout.write(
+                f"per call-minute: ${per['total'].quantize(CENT, ROUND_HALF_UP)} (AWS "
+                f"${per['AWS'].quantize(CENT, ROUND_HALF_UP)}, Twilio ${per['Twilio'].quantize(CENT, ROUND_HALF_UP)}, "
+                f"OpenAI ${per['OpenAI'].quantize(CENT, ROUND_HALF_UP)}) over {work.call_minutes:,.0f} call-minutes"
+            )
+            self.stdout.write(f"per call: ${(grand / work.calls).quantize(CENT, ROUND_HALF_UP)}")
+

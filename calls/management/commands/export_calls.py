@@ -1,4 +1,4 @@
-"""Export calls with their config, timings, usage and events, one record per call, for audits.
+"""Export calls with their config, timings, usage, estimated cost and events, one record per call, for audits.
 
     manage.py export_calls --format jsonl --since 2026-01-01 --until 2026-01-31 --output calls.jsonl
     manage.py export_calls --format csv --mask-numbers > calls.csv
@@ -40,6 +40,7 @@ CSV_COLUMNS = [
     "duration_s",
     "input_tokens",
     "output_tokens",
+    "cost_usd",
     "usage",
     "event_count",
     "transcript",
@@ -96,6 +97,8 @@ def call_record(call: Call, mask_numbers: bool = False) -> dict[str, Any]:
         "bridge_instance": call.bridge_instance,
         "input_tokens": call.input_tokens,
         "output_tokens": call.output_tokens,
+        # The estimated OpenAI cost (calls.pricing, stored when the call ended); null when not estimated.
+        "cost_usd": float(call.cost_usd) if call.cost_usd is not None else None,
         "usage": call.usage or {},
         "events": [
             {"seq": e.seq, "kind": e.kind, "t_ms": e.t_ms, "text": e.text, "data": e.data} for e in events
