@@ -77,6 +77,7 @@ class MediaStreamConsumer(AsyncWebsocketConsumer):
         self.closed = False  # Twilio's socket
         self.end_mark_played = asyncio.Event()
         self.tasks: set[asyncio.Task[Any]] = set()
+        self.end_task: asyncio.Task[None] | None = None
         self.trace_span = INVALID_SPAN  # the call's first span; later steps hang under it
         if state.draining:
             log.info("stream refused: bridge is draining")
@@ -137,6 +138,7 @@ class MediaStreamConsumer(AsyncWebsocketConsumer):
             self.session.twilio_closed()
             await self._run(self.session.end(Call.EndReason.CALLER_HANGUP, time.monotonic(),
                                              close_twilio=False))
+            await self._ended()
 
     # --- call start -------------------------------------------------------------------------------------
     async def _on_start(self, start: tw.Start) -> None:
@@ -204,7 +206,9 @@ class MediaStreamConsumer(AsyncWebsocketConsumer):
             elif kind is cs.HandOver:
                 self._spawn(self._hand_over())
             elif kind is cs.EndCall:
-                await self._end(action)
+                # Its own task: the upstream reader (which may be what asked for the end) must keep reading
+                # while the end waits for the goodbye to play and for an engine's close confirmation.
+                self.end_task = self._spawn(self._end(action))
 
     async def _flush_early_audio(self) -> None:
         session = self.session
@@ -311,6 +315,7 @@ class MediaStreamConsumer(AsyncWebsocketConsumer):
         """Used by the drain: the Connect action then tells the caller why the call ends."""
         if self.session is not None:
             await self._run(self.session.end(reason, time.monotonic()))
+            await self._ended()
 
     async def _end(self, end: cs.EndCall) -> None:
         session = self.session
@@ -358,13 +363,20 @@ class MediaStreamConsumer(AsyncWebsocketConsumer):
             self.session.twilio_closed()
             await self._run(self.session.stream_error(reason, time.monotonic()))
         await self.close(code=code, reason=reason[:120])
+        await self._ended()
 
     # --- helpers ----------------------------------------------------------------------------------------
     @property
     def _sid(self) -> str:
         return self.session.call.twilio_call_sid if self.session else ""
 
-    def _spawn(self, coro: Any) -> None:
+    def _spawn(self, coro: Any) -> asyncio.Task[Any]:
         task = asyncio.get_running_loop().create_task(coro)
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
+        return task
+
+    async def _ended(self) -> None:
+        """Wait for the call's end to be recorded (the drain and the hang-up wait for it)."""
+        if self.end_task is not None and self.end_task is not asyncio.current_task():
+            await asyncio.shield(self.end_task)

@@ -17,6 +17,7 @@ from bridge.twilio_media import ProtocolError
 __all__ = [
     "AgentAudio",
     "AgentTranscript",
+    "CallerHeard",
     "CallerSpeechStarted",
     "CallerSpeechStopped",
     "CallerTranscript",
@@ -60,6 +61,14 @@ class CallerSpeechStopped:
 
 
 @dataclass(slots=True, frozen=True)
+class CallerHeard:
+    """Caller speech, from an engine that owns turn-taking (a transcript fragment): the session asks the
+    engine's `caller_heard` whether it should empty Twilio's playback buffer."""
+
+    text: str
+
+
+@dataclass(slots=True, frozen=True)
 class ResponseStarted:
     pass
 
@@ -74,9 +83,11 @@ class ResponseDone:
 
 @dataclass(slots=True, frozen=True)
 class Usage:
-    """A cumulative usage snapshot for the whole upstream session (replaces the previous one)."""
+    """Usage to record: `cumulative` figures replace the keys they name (e.g. billed seconds so far); others
+    are added to the call's totals (e.g. one backend response's tokens)."""
 
     usage: dict[str, Any]
+    cumulative: bool = True
 
 
 @dataclass(slots=True, frozen=True)
@@ -114,8 +125,8 @@ class EngineError:
 
 
 EngineEvent = (
-    AgentAudio | Ready | CallerSpeechStarted | CallerSpeechStopped | ResponseStarted | ResponseDone | Usage
-    | FunctionCall | CallerTranscript | AgentTranscript | IdleTimeout | EngineError
+    AgentAudio | Ready | CallerSpeechStarted | CallerSpeechStopped | CallerHeard | ResponseStarted | ResponseDone
+    | Usage | FunctionCall | CallerTranscript | AgentTranscript | IdleTimeout | EngineError
 )
 
 
@@ -128,10 +139,15 @@ class Engine(Protocol):
     name: str
     ready_on_open: bool  # True: audio may flow once `opening()` is sent; False: wait for `Ready`
     can_hand_over: bool  # True: a long call moves to a fresh session with `handover_opening`
+    owns_turns: bool  # True: the model answers by itself (GPT-Live); False: the bridge asks for responses
 
-    def parse(self, text: str | bytes) -> EngineEvent | None:
-        """One server event in the session's vocabulary; None for events the session ignores.
-        Raises `ProtocolError` for something that is not a server event."""
+    def parse(self, text: str | bytes) -> EngineEvent | list[EngineEvent] | None:
+        """One server event in the session's vocabulary (a list when it means several things); None for events
+        the session ignores. Raises `ProtocolError` for something that is not a server event."""
+        ...
+
+    def caller_heard(self, queued_bytes: int, text: str) -> bool:
+        """Whether caller speech (`CallerHeard`) should empty Twilio's buffer, holding `queued_bytes` of audio."""
         ...
 
     def opening(self) -> list[str]: ...

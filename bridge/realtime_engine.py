@@ -30,6 +30,7 @@ class RealtimeEngine:
     name = "realtime"
     ready_on_open = True  # the server queues events sent before session.created
     can_hand_over = True
+    owns_turns = False  # the bridge asks for each response it needs (after a tool result, a keypress note)
 
     def __init__(self, snapshot: dict[str, Any]) -> None:
         self.snapshot = snapshot
@@ -69,6 +70,9 @@ class RealtimeEngine:
             kind = error.get("type") or ""
             return ev.EngineError(kind, code, error.get("message") or "", fatal=kind in FATAL_ERROR_TYPES)
         return None
+
+    def caller_heard(self, queued_bytes: int, text: str) -> bool:
+        return False  # Realtime reports speech itself (CallerSpeechStarted)
 
     # --- client events -------------------------------------------------------------------------------------
     def opening(self) -> list[str]:

@@ -225,6 +225,8 @@ class CallSession:
             return actions
         actions += self._barge_in(now, cancel=True)
         actions += [SendUpstream(t) for t in self.engine.user_note(f"(The caller pressed {digit} on the keypad.)")]
+        if self.engine.owns_turns:
+            return actions  # the model decides itself whether to answer
         return actions + self._continue_when_idle()
 
     def twilio_closed(self) -> None:
@@ -232,9 +234,11 @@ class CallSession:
         self._audio_blocked = True
 
     # --- engine events -----------------------------------------------------------------------------------
-    def on_event(self, event: ev.EngineEvent, now: float) -> list[Action]:
+    def on_event(self, event: ev.EngineEvent | list[ev.EngineEvent], now: float) -> list[Action]:
         """Everything but `AgentAudio` (see `agent_audio`)."""
         kind = type(event)
+        if kind is list:
+            return [action for one in event for action in self.on_event(one, now)]  # type: ignore[union-attr]
         if kind is ev.CallerSpeechStarted:
             self._caller_speaking = True
             self._idle_reprompted = False
@@ -242,6 +246,10 @@ class CallSession:
                 self._goodbye = Goodbye.NONE
                 self._audio_blocked = not self.twilio_open
             return self._barge_in(now)
+        if kind is ev.CallerHeard:
+            if self.engine.caller_heard(self.playback.queued_bytes, event.text):  # type: ignore[union-attr]
+                return self._barge_in(now)
+            return []
         if kind is ev.CallerSpeechStopped:
             self._caller_speaking = False
             self._reply_due = True  # the engine answers the turn: no handover until that answer is done
@@ -261,7 +269,10 @@ class CallSession:
         if kind is ev.AgentTranscript:
             return self._on_transcript("agent", event, now)  # type: ignore[arg-type]
         if kind is ev.Usage:
-            self.usage = dict(event.usage)  # type: ignore[union-attr]
+            if event.cumulative:  # type: ignore[union-attr]
+                self.usage.update(event.usage)  # type: ignore[union-attr]
+            else:
+                add_usage(self.usage, event.usage)  # type: ignore[union-attr]
             return []
         if kind is ev.IdleTimeout:
             return self._on_idle(now)

@@ -10,14 +10,17 @@ from websockets.asyncio.client import ClientConnection, connect
 
 from bridge.call_config import CallConfig
 from bridge.engine import Engine
+from bridge.live_engine import LiveEngine
 from bridge.realtime_engine import RealtimeEngine
 from calls.tracing import call_span
 
+ENGINES: dict[str, type[RealtimeEngine] | type[LiveEngine]] = {"realtime": RealtimeEngine, "live": LiveEngine}
 
-def engine_for(config: CallConfig) -> Engine:
-    if config.engine == "realtime":
-        return RealtimeEngine(config.snapshot)
-    raise ValueError(f"engine {config.engine!r} is not available in this bridge")
+
+def engine_for(config: CallConfig) -> Engine | None:
+    """The codec for the config's engine; None when this bridge has none for it."""
+    engine = ENGINES.get(config.engine)
+    return engine(config.snapshot) if engine is not None else None
 
 
 def realtime_url(model: str) -> str:
