@@ -47,10 +47,8 @@ class LiveEngine:
             return ev.Ready()
         if kind is lv.FunctionCall:
             return ev.FunctionCall(event.call_id, event.name, event.arguments)  # type: ignore[attr-defined]
-        if kind is lv.BackendDone:
-            usage = dict(event.usage)  # type: ignore[attr-defined]
-            usage.setdefault("model", self.snapshot.get("backend_model") or lv.DEFAULT_BACKEND_MODEL)
-            return ev.Usage({"backend": usage}, cumulative=False) if event.usage else None  # type: ignore[attr-defined]
+        if kind is lv.BackendDone:  # the delegated backend's tokens, billed apart: summed over its responses
+            return ev.Usage({"backend": event.usage}, cumulative=False) if event.usage else None  # type: ignore[attr-defined]
         if kind is lv.Usage:
             return ev.Usage({"seconds": event.seconds})  # type: ignore[attr-defined]
         if kind is lv.SessionClosed:

@@ -190,6 +190,13 @@ class AgentConfigAdmin(admin.ModelAdmin):
                 ),
             },
         ),
+        (
+            "GPT-Live backend",
+            {
+                "description": "GPT-Live delegates tool calls to a Responses model; these apply to GPT-Live only.",
+                "fields": ("backend_model", "backend_instructions"),
+            },
+        ),
         ("Transcription", {"fields": ("transcription_enabled", "transcription_model")}),
         ("Limits", {"fields": ("max_output_tokens", "max_call_minutes")}),
         (

@@ -50,6 +50,14 @@ class AgentConfig(models.Model):
         "gpt-realtime-2, gpt-realtime-1.5, gpt-realtime; GPT-Live: gpt-live-1.1, gpt-live-1. A newer name of the "
         "same engine may be typed in. Empty: the engine's default.",
     )
+    backend_model = models.CharField(
+        max_length=100, blank=True,
+        help_text="GPT-Live: the Responses model that runs the agent's tools (billed apart, by tokens). "
+        "Empty: gpt-5.4-mini.",
+    )
+    backend_instructions = models.TextField(
+        blank=True, help_text="GPT-Live: the backend model's prompt. Empty: the agent's instructions.",
+    )
     speed = models.FloatField(default=1.0, validators=[MinValueValidator(0.25), MaxValueValidator(1.5)])
     turn_detection = models.CharField(max_length=20, choices=TurnDetection.choices, default=TurnDetection.SERVER_VAD)
     vad_threshold = models.FloatField(

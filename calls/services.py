@@ -48,11 +48,10 @@ BUILTIN_TOOL_SPECS: dict[str, dict[str, Any]] = {
 
 # The fields a revision keeps and a restore writes back (everything staff edit).
 REVISION_FIELDS = [
-    "name", "instructions", "greeting", "engine", "voice", "model", "speed", "turn_detection", "vad_threshold",
-    "vad_prefix_padding_ms", "vad_silence_duration_ms", "idle_timeout_ms", "eagerness", "interrupt_response",
-    "noise_reduction",
-    "transcription_enabled", "transcription_model", "max_output_tokens", "max_call_minutes",
-    "transfer_number", "is_active", "is_default",
+    "name", "instructions", "greeting", "engine", "voice", "model", "backend_model", "backend_instructions",
+    "speed", "turn_detection", "vad_threshold", "vad_prefix_padding_ms", "vad_silence_duration_ms",
+    "idle_timeout_ms", "eagerness", "interrupt_response", "noise_reduction", "transcription_enabled",
+    "transcription_model", "max_output_tokens", "max_call_minutes", "transfer_number", "is_active", "is_default",
 ]
 
 
@@ -166,6 +165,7 @@ def config_snapshot(config: AgentConfig) -> dict[str, Any]:
                                   else default_model(config.engine)),
         "instructions": config.instructions, "voice": config.voice, "speed": config.speed,
         "greeting": config.greeting, "turn_detection": turn,
+        "backend_model": config.backend_model or None, "backend_instructions": config.backend_instructions or None,
         "noise_reduction": config.noise_reduction or None,
         "transcription_model": config.transcription_model if config.transcription_enabled else None,
         "max_output_tokens": config.max_output_tokens or "inf",

@@ -291,3 +291,92 @@ def test_config_defaults_live_in_the_typed_config(snapshot):
     config = CallConfig.from_snapshot(snapshot, "gpt-realtime")
     assert config.model == "gpt-realtime" and config.engine == "realtime"
     assert config.max_call_seconds == 3300 and config.interrupt_response is True and config.greeting == ""
+
+
+# --- the GPT-Live engine through the same session ------------------------------------------------------------
+
+
+def live_engine_session() -> cs.CallSession:
+    from bridge.live_engine import LiveEngine
+
+    snapshot = {**SNAPSHOT, "engine": "live", "model": "gpt-live-1.1"}
+    call = Call(id=8, twilio_call_sid="CA" + "3" * 32, stream_sid="MZ" + "4" * 32, config_snapshot=snapshot)
+    return cs.CallSession(call, CallConfig.from_snapshot(snapshot, "gpt-realtime"), LiveEngine(snapshot), T0,
+                          handover_after_s=3300)
+
+
+def live_event(**event) -> str:
+    return json.dumps({"event_id": "ev_1", **event})
+
+
+def test_live_holds_audio_and_the_greeting_until_the_session_started():
+    from calls.simulators.validation import validate_live_client_event
+
+    session = live_engine_session()
+    actions = session.start(T0, api_key_set=True)
+    assert not any(type(a) is cs.StartTimer and a.name == cs.HANDOVER_TIMER for a in actions)  # no handover
+    opening = session.upstream_open()
+    assert [json.loads(a.text)["type"] for a in opening] == ["session.start"]
+    assert session.caller_audio(payload(160, 1)) is None and session.phase is cs.Phase.STARTING
+    started = session.engine.parse(live_event(type="session.started", session={"id": "live_1"}))
+    actions = session.on_event(started, T0 + 1)
+    texts = [json.loads(a.text) for a in actions if type(a) is cs.SendUpstream]
+    assert [e["type"] for e in texts] == ["session.commentary.append"] and of(actions, cs.FlushEarlyAudio)
+    assert json.loads(session.pop_early_audio()) == {"type": "session.input_audio.append", "audio": payload(160, 1)}
+    assert session.pop_early_audio() is None and session.phase is cs.Phase.LIVE
+    for text in [a.text for a in opening] + [json.dumps(e) for e in texts]:
+        validate_live_client_event(json.loads(text))
+
+
+def test_live_caller_words_clear_queued_audio_and_transcripts_become_lines():
+    session = live_engine_session()
+    session.start(T0, api_key_set=True)
+    session.upstream_open()
+    session.on_event(session.engine.parse(live_event(type="session.started", session={"id": "live_1"})), T0)
+    while session.pop_early_audio() is not None:
+        pass
+    engine = session.engine
+    audio_event = engine.parse(json.dumps({"type": "session.output_audio.delta", "delta": payload(8000)}))
+    assert session.agent_audio(audio_event) is not None  # 1 s queued at Twilio
+    agent_words = live_event(type="session.output_transcript.delta", delta="Hello there", start_ms=0, end_ms=900)
+    assert session.on_event(engine.parse(agent_words), T0) == []  # the line is still open
+    caller_ack = live_event(type="session.input_transcript.delta", delta="Mhm.", start_ms=950, end_ms=1200)
+    actions = session.on_event(engine.parse(caller_ack), T0 + 1)
+    assert kinds(actions) == ["agent"] and not of(actions, cs.SendTwilio)  # a back-channel does not interrupt
+    caller_words = live_event(type="session.input_transcript.delta", delta=" wait, no", start_ms=1300, end_ms=1600)
+    actions = session.on_event(engine.parse(caller_words), T0 + 2)
+    assert of(actions, cs.SendTwilio)[0].text.startswith('{"event":"clear"') and kinds(actions) == ["barge_in"]
+    assert upstream(actions) == []  # nothing to truncate or cancel: the model stopped by itself
+    later = engine.parse(json.dumps({"type": "session.output_audio.delta", "delta": payload(160)}))
+    assert session.agent_audio(later) is not None  # new output after the clear plays
+    closed = live_event(type="session.closed", reason="close_requested", usage={"seconds": 42.0}, session={})
+    actions = session.on_event(engine.parse(closed), T0 + 3)
+    assert [(a.event["kind"], a.event["text"]) for a in of(actions, cs.Record)] == [("caller", "Mhm. wait, no")]
+    assert session.usage == {"seconds": 42.0}
+
+
+def test_live_tools_errors_and_usage():
+    session = live_engine_session()
+    session.start(T0, api_key_set=True)
+    session.upstream_open()
+    session.on_event(session.engine.parse(live_event(type="session.started", session={"id": "live_1"})), T0)
+    while session.pop_early_audio() is not None:
+        pass
+    engine = session.engine
+    call = live_event(type="response.event", delegation_id="del_1", event={
+        "type": "response.output_item.done", "item": {"type": "function_call", "status": "completed",
+                                                      "call_id": "call_1", "name": "lookup", "arguments": "{}"}})
+    assert of(session.on_event(engine.parse(call), T0), cs.RunTool)
+    types = [json.loads(a.text)["type"] for a in session.tool_done("call_1", "lookup", "{}", T0) if
+             type(a) is cs.SendUpstream]
+    assert types == ["response.item.create", "response.create"]
+    done = live_event(type="response.event", delegation_id="del_1", event={
+        "type": "response.completed", "response": {"usage": {"input_tokens": 100, "output_tokens": 20}}})
+    session.on_event(engine.parse(done), T0)
+    session.on_event(engine.parse(done), T0)
+    session.on_event(engine.parse(live_event(type="session.usage.updated", usage={"seconds": 30.0})), T0)
+    assert session.usage == {"backend": {"input_tokens": 200, "output_tokens": 40}, "seconds": 30.0}
+    key = live_event(type="error", error={"type": "invalid_request_error", "code": "invalid_api_key",
+                                          "message": "Incorrect API key"})
+    assert of(session.on_event(engine.parse(key), T0), cs.EndCall)[0].reason == Call.EndReason.UPSTREAM_ERROR
+    assert [json.loads(t)["type"] for t in engine.close()] == ["session.close"]

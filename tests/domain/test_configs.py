@@ -143,6 +143,10 @@ def test_snapshot_carries_the_engine_and_the_idle_timeout_and_calls_record_their
     snapshot = services.config_snapshot(config)
     assert (snapshot["engine"], snapshot["model"]) == ("live", "gpt-live-1.1")
     assert snapshot["turn_detection"]["idle_timeout_ms"] == 9000
+    assert snapshot["backend_model"] is None and snapshot["backend_instructions"] is None  # the codec's defaults
+    config.backend_model, config.backend_instructions = "gpt-5.4", "Look orders up carefully."
+    snapshot = services.config_snapshot(config)
+    assert (snapshot["backend_model"], snapshot["backend_instructions"]) == ("gpt-5.4", "Look orders up carefully.")
     call = services.start_call("CA" + "e" * 32, "AC1", "+14155550100", "+15005550006", config)
     assert call.engine == "live" and call.config_snapshot["engine"] == "live"
     assert services.start_call("CA" + "f" * 32, "AC1", "+1", "+2", None).engine == ""

@@ -1,6 +1,7 @@
 """Whole calls through the real bridge (daphne subprocess on loopback) with Twilio played by the caller simulator
-and OpenAI by the Realtime simulator. Every client event the bridge sends is validated by the simulator against
-the `openai` package's own types; `sim.errors` must stay empty."""
+and OpenAI by a simulator: every test runs on both engines, Realtime and GPT-Live (see conftest). Every client
+event the bridge sends is validated by the simulator against the `openai` package's own types (`openai.types.
+realtime` or `openai.types.live`); `sim.errors` must stay empty."""
 
 from __future__ import annotations
 
@@ -28,6 +29,7 @@ from calls.simulators.twilio_caller import (
     signed_webhook_post,
 )
 from tests.conftest import TWILIO_TOKEN, requires_redis
+from tests.e2e.conftest import only_realtime
 from tests.servers import ServerProcess
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
@@ -43,8 +45,16 @@ def wait_for(predicate, timeout_s: float = 10.0, interval_s: float = 0.05):
     raise AssertionError("condition not met in time")
 
 
+AUDIO_APPEND = {"input_audio_buffer.append", "session.input_audio.append"}  # Realtime, GPT-Live
+
+
 def appended_audio(session) -> bytes:
-    return b"".join(base64.b64decode(e["audio"]) for e in session.received if e["type"] == "input_audio_buffer.append")
+    return b"".join(base64.b64decode(e["audio"]) for e in session.received if e["type"] in AUDIO_APPEND)
+
+
+def configured_session(session) -> dict:
+    """The session config the bridge sent first: Realtime's session.update, GPT-Live's session.start."""
+    return next(e for e in session.received if e["type"] in ("session.update", "session.start"))["session"]
 
 
 async def open_stream(bridge: ServerProcess, to: str = "+15005550006") -> tuple[dict[str, str], MediaStreamCall]:
@@ -66,7 +76,7 @@ def stream_ended_twiml(bridge: ServerProcess, params: dict[str, str]):
 
 
 async def test_a_call_round_trip_passes_audio_unchanged_and_stores_the_transcript(
-    bridge: ServerProcess, fresh_sim: RealtimeSimulator, agent: AgentConfig
+    bridge: ServerProcess, fresh_sim: RealtimeSimulator, agent: AgentConfig, engine: str
 ) -> None:
     fresh_sim.script = Script(turns=[Reply("Hello, how can I help?", audio_ms=1200),
                                      Reply("We open at eight.", audio_ms=1500)],
@@ -84,10 +94,14 @@ async def test_a_call_round_trip_passes_audio_unchanged_and_stores_the_transcrip
     # GA protocol, bearer key, no beta header; session configured from the snapshot.
     assert session.headers["authorization"] == "Bearer sk-simulated"
     assert "openai-beta" not in session.headers
-    update = next(e for e in session.received if e["type"] == "session.update")["session"]
-    assert update["instructions"] == "You answer the phone."
-    assert update["audio"]["input"]["format"]["type"] == "audio/pcmu"
-    assert update["audio"]["output"]["format"]["type"] == "audio/pcmu"
+    config = configured_session(session)
+    assert config["instructions"] == "You answer the phone."
+    if engine == "live":  # one format both ways, model in session.start (no query string)
+        assert config["audio"]["format"] == {"type": "audio/pcmu", "rate": 8000}
+        assert config["model"] == "gpt-live-1.1" and "?" not in session.path
+    else:
+        assert config["audio"]["input"]["format"]["type"] == "audio/pcmu"
+        assert config["audio"]["output"]["format"]["type"] == "audio/pcmu"
     # Agent audio reached "Twilio" byte for byte: the greeting, then the reply.
     expected = agent_audio(1200, fresh_sim.pacing.pattern) + agent_audio(1500, fresh_sim.pacing.pattern)
     assert bytes(result.agent_audio) == expected
@@ -104,13 +118,18 @@ async def test_a_call_round_trip_passes_audio_unchanged_and_stores_the_transcrip
     assert ("agent", "Hello, how can I help?") in lines and ("agent", "We open at eight.") in lines
     assert call.end_reason == Call.EndReason.CALLER_HANGUP
     assert call.status == Call.Status.COMPLETED
-    assert call.input_tokens > 0 and call.output_tokens > 0
+    if engine == "live":  # billed by the second: the session's final usage, from session.closed
+        assert call.usage["seconds"] > 0 and call.engine == "live"
+    else:
+        assert call.input_tokens > 0 and call.output_tokens > 0
     assert call.stream_sid == result.stream_sid and call.started_at is not None
 
 
 async def test_barge_in_clears_twilio_and_truncates_at_what_the_caller_heard(
-    bridge: ServerProcess, fresh_sim: RealtimeSimulator, agent: AgentConfig
+    bridge: ServerProcess, fresh_sim: RealtimeSimulator, agent: AgentConfig, engine: str
 ) -> None:
+    """Realtime: Twilio's buffer is cleared and the item truncated at what the marks say was heard. GPT-Live
+    stops by itself and has nothing to truncate: the caller's words clear the audio Twilio still holds."""
     fresh_sim.script = Script(turns=[Reply("A very long greeting " * 5, audio_ms=6000), Reply("Sure.", audio_ms=500)])
     params, call = await open_stream(bridge)
     async with call:
@@ -124,14 +143,17 @@ async def test_barge_in_clears_twilio_and_truncates_at_what_the_caller_heard(
     assert result.clears >= 1 and result.cleared_bytes > 0
     session = fresh_sim.sessions[-1]
     assert fresh_sim.errors == []
+    call_row = Call.objects.get(twilio_call_sid=params["CallSid"])
+    wait_for(lambda: CallEvent.objects.filter(call=call_row, kind="barge_in").exists())
+    if engine == "live":
+        assert not any("truncate" in e["type"] or "cancel" in e["type"] for e in session.received)
+        return
     assert len(session.truncates) == 1
     truncate = session.truncates[0]
     assert truncate["content_index"] == 0
     # What was heard, from marks: never more than the item's 6 s, and close to what was really played.
     assert truncate["audio_end_ms"] < 6000
     assert heard_ms - 250 <= truncate["audio_end_ms"] <= heard_ms + 600, (heard_ms, truncate)
-    call_row = Call.objects.get(twilio_call_sid=params["CallSid"])
-    wait_for(lambda: CallEvent.objects.filter(call=call_row, kind="barge_in").exists())
 
 
 async def test_end_call_tool_ends_the_call_and_twilio_hangs_up(
@@ -263,7 +285,7 @@ async def test_malformed_twilio_frames_close_with_a_reason_and_the_bridge_lives_
     assert fresh_sim.sessions[-1].ended.is_set()
 
 
-@pytest.mark.parametrize("fault", ["drop_after_first_response", "refuse_status", "server_error"])
+@pytest.mark.parametrize("fault", ["drop_after_first_response", "refuse_status", "wrong_key", "server_error"])
 async def test_upstream_trouble_ends_the_call_with_an_apology(
     bridge: ServerProcess, fresh_sim: RealtimeSimulator, agent: AgentConfig, fault: str
 ) -> None:
@@ -271,6 +293,8 @@ async def test_upstream_trouble_ends_the_call_with_an_apology(
         fresh_sim.faults.drop_after_first_response = True
     elif fault == "refuse_status":
         fresh_sim.faults.refuse_status = 500
+    elif fault == "wrong_key":
+        fresh_sim.faults.refuse_status = 401  # what OpenAI answers a bad key with at the handshake
     else:
         fresh_sim.faults.error_after_events = 3
     params, call = await open_stream(bridge)
@@ -356,6 +380,7 @@ async def test_the_live_feed_publishes_a_failed_call_as_failed(
     assert ended["call"]["status_label"] == "Failed"
 
 
+@only_realtime  # server VAD's idle timeout; GPT-Live owns turn-taking
 async def test_a_silent_caller_is_asked_once_then_the_agent_says_goodbye_and_hangs_up(
     bridge: ServerProcess, fresh_sim: RealtimeSimulator, agent: AgentConfig
 ) -> None:

@@ -13,7 +13,7 @@ from calls.models import AgentConfig, Call, CallEvent
 from calls.simulators import audio
 from calls.simulators.realtime_server import RealtimeSimulator, Reply, Script, agent_audio
 from tests.bridge_tools.conftest import TlsFiles
-from tests.e2e.conftest import bridge_env
+from tests.e2e.conftest import bridge_env, only_realtime
 from tests.e2e.test_call_flow import appended_audio, open_stream, wait_for
 from tests.servers import run_bridge
 
@@ -23,6 +23,7 @@ SESSION_LIMIT_S = 7.0
 HANDOVER_AFTER_S = 3.0
 
 
+@only_realtime  # a Realtime session's 60-minute limit; GPT-Live's is unknown (an expired session ends the call)
 async def test_a_call_outlives_the_upstream_session_limit_through_a_handover(
     fresh_sim: RealtimeSimulator, agent: AgentConfig, tls_files: TlsFiles, tmp_path: Path
 ) -> None:
@@ -31,7 +32,7 @@ async def test_a_call_outlives_the_upstream_session_limit_through_a_handover(
                                      Reply("We open at eight.", audio_ms=800)],
                               transcripts=["When do you open?"])
     before = fresh_sim.total_sessions
-    env = bridge_env(fresh_sim.url, tls_files, OPENAI_REALTIME_HANDOVER_S=str(HANDOVER_AFTER_S))
+    env = bridge_env(fresh_sim, tls_files, OPENAI_REALTIME_HANDOVER_S=str(HANDOVER_AFTER_S))
     try:
         with run_bridge(tmp_path, **env) as bridge:
             params, call = await open_stream(bridge)

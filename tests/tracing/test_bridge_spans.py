@@ -16,7 +16,15 @@ from calls.models import AgentConfig, Tool
 from calls.simulators import audio
 from calls.simulators.realtime_server import RealtimeSimulator, Reply, Script, ToolCall
 from tests.bridge_tools.conftest import TlsFiles, tls_files, tool_server  # noqa: F401 - shared fixtures
-from tests.e2e.conftest import agent, bridge_env, fresh_sim, orm_in_async_tests, sim  # noqa: F401
+from tests.e2e.conftest import (  # noqa: F401
+    agent,
+    bridge_env,
+    engine,
+    fresh_sim,
+    only_realtime,
+    orm_in_async_tests,
+    sim,
+)
 from tests.e2e.test_call_flow import open_stream
 from tests.servers import ServerProcess, run_bridge
 from tests.tracing.otlp_collector import FakeCollector, running_collector
@@ -36,7 +44,7 @@ def collector() -> Iterator[FakeCollector]:
 def traced_bridge(sim: RealtimeSimulator, tls_files: TlsFiles, collector: FakeCollector,  # noqa: F811
                   django_db_blocker, tmp_path) -> Iterator[ServerProcess]:
     env = bridge_env(
-        sim.url, tls_files, VOICEOPS_COMPONENT="bridge", VOICEOPS_STAGE="dev",
+        sim, tls_files, VOICEOPS_COMPONENT="bridge", VOICEOPS_STAGE="dev",
         OTEL_EXPORTER_OTLP_ENDPOINT=collector.endpoint,
         OTEL_BSP_SCHEDULE_DELAY="600000",  # nothing leaves before the stop: the stop must flush
     )
@@ -44,6 +52,7 @@ def traced_bridge(sim: RealtimeSimulator, tls_files: TlsFiles, collector: FakeCo
         yield server
 
 
+@only_realtime  # the spans are the bridge's, whichever the engine
 async def test_a_call_is_one_trace_of_lifecycle_steps(
     traced_bridge: ServerProcess, fresh_sim: RealtimeSimulator, agent: AgentConfig,  # noqa: F811
     collector: FakeCollector, tool_server,  # noqa: F811

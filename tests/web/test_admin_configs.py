@@ -119,9 +119,14 @@ def test_models_are_offered_per_engine_and_new_names_may_be_typed(admin_client):
 
 
 def test_an_empty_model_is_the_engines_default_and_a_model_of_the_other_engine_is_refused(admin_client):
-    response = admin_client.post(ADD_URL, new_config_data("Live desk", engine="live", model=""))
+    response = admin_client.post(ADD_URL, new_config_data("Live desk", engine="live", model="",
+                                                          backend_model="gpt-5.4"))
     assert response.status_code == 302, response.context["adminform"].form.errors
-    assert AgentConfig.objects.get(name="Live desk").model == "gpt-live-1.1"
+    live_desk = AgentConfig.objects.get(name="Live desk")
+    assert live_desk.model == "gpt-live-1.1"
+    # The session preview is the session.start the Live engine sends, with its backend.
+    html = admin_client.get(change_url(live_desk)).content.decode()
+    assert "session.start" in html and "GPT-Live backend" in html and "gpt-5.4" in html
     response = admin_client.post(ADD_URL, new_config_data("Mixed", engine="live", model="gpt-realtime-2.1"))
     assert response.status_code == 200
     assert "is not a GPT-Live (billed per minute) model" in str(response.context["adminform"].form.errors["model"])
