@@ -182,7 +182,7 @@ async def test_transfer_call_dials_the_configured_number(
 ) -> None:
     fresh_sim.script = Script(turns=[Reply("Hello.", audio_ms=300), ToolCall("transfer_call", {"reason": "billing"})])
     params, call = await open_stream(bridge)
-    async with call:
+    async with asyncio.timeout(40), call:
         await call.say(audio.speech_like(600) + audio.silence(800))
         assert await call.wait_closed(15)
     after = await asyncio.to_thread(stream_ended_twiml, bridge, params)
