@@ -131,7 +131,7 @@ Action = (
 
 
 class CallSession:
-    def __init__(self, call: Call, config: CallConfig, engine: Engine, now: float,
+    def __init__(self, call: Call, config: CallConfig, engine: Engine | None, now: float,
                  handover_after_s: float | None = None) -> None:
         """`engine` None: the config's engine is not available here (the call ends as not configured).
         `handover_after_s`: how long one upstream session may serve the call before a handover (None: never)."""

@@ -309,6 +309,16 @@ def live_event(**event) -> str:
     return json.dumps({"event_id": "ev_1", **event})
 
 
+def started_live_engine_session() -> cs.CallSession:
+    session = live_engine_session()
+    session.start(T0, api_key_set=True)
+    session.upstream_open()
+    session.on_event(session.engine.parse(live_event(type="session.started", session={"id": "live_1"})), T0)
+    while session.pop_early_audio() is not None:
+        pass
+    return session
+
+
 def test_live_holds_audio_and_the_greeting_until_the_session_started():
     from calls.simulators.validation import validate_live_client_event
 
@@ -329,12 +339,7 @@ def test_live_holds_audio_and_the_greeting_until_the_session_started():
 
 
 def test_live_caller_words_clear_queued_audio_and_transcripts_become_lines():
-    session = live_engine_session()
-    session.start(T0, api_key_set=True)
-    session.upstream_open()
-    session.on_event(session.engine.parse(live_event(type="session.started", session={"id": "live_1"})), T0)
-    while session.pop_early_audio() is not None:
-        pass
+    session = started_live_engine_session()
     engine = session.engine
     audio_event = engine.parse(json.dumps({"type": "session.output_audio.delta", "delta": payload(8000)}))
     assert session.agent_audio(audio_event) is not None  # 1 s queued at Twilio
@@ -356,12 +361,7 @@ def test_live_caller_words_clear_queued_audio_and_transcripts_become_lines():
 
 
 def test_live_tools_errors_and_usage():
-    session = live_engine_session()
-    session.start(T0, api_key_set=True)
-    session.upstream_open()
-    session.on_event(session.engine.parse(live_event(type="session.started", session={"id": "live_1"})), T0)
-    while session.pop_early_audio() is not None:
-        pass
+    session = started_live_engine_session()
     engine = session.engine
     call = live_event(type="response.event", delegation_id="del_1", event={
         "type": "response.output_item.done", "item": {"type": "function_call", "status": "completed",

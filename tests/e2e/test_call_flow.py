@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 import time
 import urllib.request
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 from channels.layers import get_channel_layer
@@ -17,6 +19,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
 from calls import stream_token
+from calls.live_feed import ALL_CALLS_GROUP
 from calls.models import AgentConfig, Call, CallEvent, Tool
 from calls.simulators import audio
 from calls.simulators.realtime_server import RealtimeSimulator, Reply, Script, ToolCall, agent_audio
@@ -324,28 +327,40 @@ async def test_twilio_hang_up_closes_the_upstream_session_at_once(
     assert row.end_reason == Call.EndReason.CALLER_HANGUP
 
 
+@contextlib.asynccontextmanager
+async def dashboard_feed() -> AsyncIterator[Callable[[str], Awaitable[list[dict]]]]:
+    """Listen on the channel layer's all-calls group as the dashboard does; yields `updates(call_sid)`, which
+    returns that call's updates up to its "ended" one (an earlier test's last update may still arrive)."""
+    layer = get_channel_layer()
+    channel = await layer.new_channel()
+    await layer.group_add(ALL_CALLS_GROUP, channel)
+
+    async def updates(call_sid: str) -> list[dict]:
+        seen: list[dict] = []
+        async with asyncio.timeout(10):
+            while not any(m["what"] == "ended" for m in seen):
+                message = await layer.receive(channel)
+                if message["call"]["sid"] == call_sid:
+                    seen.append(message)
+        return seen
+
+    try:
+        yield updates
+    finally:
+        await layer.group_discard(ALL_CALLS_GROUP, channel)
+
+
 @requires_redis
 async def test_live_events_reach_the_dashboard_group_through_redis(
     bridge: ServerProcess, fresh_sim: RealtimeSimulator, agent: AgentConfig
 ) -> None:
     """The bridge (its own process) publishes call updates on the Redis channel layer the dashboard listens on."""
-    layer = get_channel_layer()
-    channel = await layer.new_channel()
-    await layer.group_add("voiceops.calls", channel)
-    try:
+    async with dashboard_feed() as updates:
         fresh_sim.script = Script(turns=[Reply("Hello.", audio_ms=300)], transcripts=["Hi there"])
         outcome = await run_inbound_call(bridge.http, to="+15005550006", from_="+14155550100",
                                          auth_token=TWILIO_TOKEN, utterances=[audio.speech_like(600)],
                                          reply_timeout=10)
-        sid = outcome.call_params["CallSid"]
-        seen: list[dict] = []  # this call's updates (an earlier test's last update may still arrive)
-        async with asyncio.timeout(10):
-            while not any(m["what"] == "ended" for m in seen):
-                message = await layer.receive(channel)
-                if message["call"]["sid"] == sid:
-                    seen.append(message)
-    finally:
-        await layer.group_discard("voiceops.calls", channel)
+        seen = await updates(outcome.call_params["CallSid"])
     assert seen[0]["what"] == "started" and seen[0]["type"] == "call.update"
     assert "+14155550100" not in json.dumps(seen)  # the caller's number is masked
     kinds = [m["event"]["kind"] for m in seen if m["what"] == "event"]
@@ -357,22 +372,12 @@ async def test_the_live_feed_publishes_a_failed_call_as_failed(
     bridge: ServerProcess, fresh_sim: RealtimeSimulator, agent: AgentConfig
 ) -> None:
     """The dashboard's 'ended' update carries the status the call is stored with (it once said 'completed')."""
-    layer = get_channel_layer()
-    channel = await layer.new_channel()
-    await layer.group_add("voiceops.calls", channel)
     fresh_sim.faults.refuse_status = 500
-    try:
+    async with dashboard_feed() as updates:
         params, call = await open_stream(bridge)
         async with call:
             assert await call.wait_closed(15)
-        ended = None
-        async with asyncio.timeout(10):
-            while ended is None:
-                message = await layer.receive(channel)
-                if message["call"]["sid"] == params["CallSid"] and message["what"] == "ended":
-                    ended = message
-    finally:
-        await layer.group_discard("voiceops.calls", channel)
+        ended = (await updates(params["CallSid"]))[-1]
     row = Call.objects.get(twilio_call_sid=params["CallSid"])
     assert row.status == Call.Status.FAILED
     assert ended["call"]["status"] == Call.Status.FAILED
