@@ -62,8 +62,8 @@ import jsonschema
 from django.conf import settings
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
+from calls.tracing import call_span
 from calls.validators import is_public_address
-from voiceops.tracing import call_span
 
 log = logging.getLogger(__name__)
 

@@ -10,8 +10,10 @@ from django import forms
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxLengthValidator
 from django.forms.fields import InvalidJSONInput
+from django.utils.html import format_html
+from django.utils.safestring import mark_safe
 
-from calls.models import AgentConfig, Call, DoNotCallNumber, PhoneNumber, Tool
+from calls.models import MODELS, AgentConfig, Call, DoNotCallNumber, PhoneNumber, Tool, default_model
 from calls.services import REVISION_FIELDS
 from calls.validators import empty_parameters_schema
 
@@ -58,6 +60,23 @@ class PrettyJSONField(forms.JSONField):
         return super().to_python(value)
 
 
+class ModelNameInput(forms.TextInput):
+    """A text input offering the known models of both engines (a <datalist>), free text allowed for new names."""
+
+    def __init__(self, attrs: dict[str, Any] | None = None) -> None:
+        super().__init__({"list": "vo-models", "class": "vTextField", "autocomplete": "off", **(attrs or {})})
+
+    def render(self, name: str, value: Any, attrs: dict[str, Any] | None = None, renderer: Any = None) -> str:
+        options = "".join(
+            format_html('<option value="{}" data-engine="{}">{}</option>', model, engine, label)
+            for engine, label in AgentConfig.Engine.choices
+            for model in MODELS[engine]
+        )
+        return mark_safe(  # noqa: S308 - the input is rendered by Django, every option value is escaped above
+            super().render(name, value, attrs, renderer) + f'<datalist id="vo-models">{options}</datalist>'
+        )
+
+
 class AgentConfigAdminForm(forms.ModelForm):
     change_note = forms.CharField(
         max_length=200,
@@ -80,11 +99,19 @@ class AgentConfigAdminForm(forms.ModelForm):
         widgets = {
             "instructions": forms.Textarea(attrs={"rows": 18, "class": "vLargeTextField vo-prompt"}),
             "greeting": forms.Textarea(attrs={"rows": 3, "class": "vLargeTextField"}),
+            "model": ModelNameInput(),
         }
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         allow_phone_separators(self.fields["transfer_number"])
+        self.fields["model"].required = False  # empty: the engine's default
+        engine = self.initial.get("engine")
+        if not self.instance.pk and engine in MODELS and "model" not in (kwargs.get("initial") or {}):
+            self.initial["model"] = default_model(engine)  # e.g. ?engine=live offers gpt-live-1.1
+
+    def clean_model(self) -> str:
+        return self.cleaned_data.get("model") or default_model(self.cleaned_data.get("engine") or "realtime")
 
     def clean_transfer_number(self) -> str:
         return normalize_phone(self.cleaned_data.get("transfer_number", ""))

@@ -25,8 +25,8 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from calls import outbound, services, stream_token
 from calls.checks import answering_problems
 from calls.forms import CallFilterForm, PlaceCallForm
+from calls.live_feed import call_summary
 from calls.models import AgentConfig, Call, CallEvent
-from calls.services import mask_phone
 
 LIVE_STATUSES = (Call.Status.RINGING, Call.Status.IN_PROGRESS)
 KIND_LABELS = dict(CallEvent.Kind.choices)
@@ -57,29 +57,6 @@ def event_dict(event: CallEvent) -> dict[str, Any]:
 
 def event_dicts(events: Iterable[CallEvent]) -> list[dict[str, Any]]:
     return [event_dict(e) for e in events]
-
-
-def call_summary(call: Call) -> dict[str, Any]:
-    """The call as the live feed describes it (phone number of the caller masked)."""
-    return {
-        "id": call.pk,
-        "sid": call.twilio_call_sid,
-        "from": mask_phone(call.from_number),
-        "to": call.to_number,
-        "config": call.agent_config.name if call.agent_config else "",
-        "status": call.status,
-        "status_label": call.get_status_display(),
-        "is_live": call.is_live,
-        "started_at": call.started_at.isoformat() if call.started_at else None,
-        "created_at": call.created_at.isoformat(),
-        "duration_s": call.duration_s,
-        "end_reason": call.end_reason,
-        "end_reason_label": call.get_end_reason_display(),
-        "cost_usd": str(call.cost_usd) if call.cost_usd is not None else None,
-        "input_tokens": call.input_tokens,
-        "output_tokens": call.output_tokens,
-        "is_test": call.is_test,
-    }
 
 
 def page(request: HttpRequest, template: str, context: dict[str, Any]) -> HttpResponse:

@@ -96,7 +96,8 @@ def _connect_to_agent(call: Call, config_id: int | None) -> HttpResponse:
     token = stream_token.mint(call.twilio_call_sid, config_id)
     metrics.count(metrics.CALLS_RECEIVED)
     return _twiml(
-        twiml.connect_stream(settings.BRIDGE_PUBLIC_URL, token, _endpoint("status"), _endpoint("stream-ended"))
+        twiml.connect_stream(settings.BRIDGE_PUBLIC_URL, token, _endpoint("status"), _endpoint("stream-ended"),
+                             twiml.current_traceparent())
     )
 
 

@@ -198,6 +198,9 @@ OPENAI_API_KEY: str = env.str("OPENAI_API_KEY", default="")
 OPENAI_REALTIME_URL: str = env.url("OPENAI_REALTIME_URL", "wss://api.openai.com/v1/realtime", ("wss", "ws"))
 OPENAI_REALTIME_MODEL: str = env.str("OPENAI_REALTIME_MODEL", default="gpt-realtime")
 OPENAI_LIVE_URL: str = env.url("OPENAI_LIVE_URL", "wss://api.openai.com/v1/live/sessions", ("wss", "ws"))
+# A Realtime session lasts at most 60 minutes: a longer call moves to a fresh session (with the conversation so
+# far) after this long, at the first quiet moment. Tests shorten it.
+OPENAI_REALTIME_HANDOVER_S: int = env.int("OPENAI_REALTIME_HANDOVER_S", 55 * 60, minimum=1, maximum=3500)
 TWILIO_API_BASE_URL: str = env.url("TWILIO_API_BASE_URL", "https://api.twilio.com", ("https", "http"))
 TWILIO_ACCOUNT_SID: str = env.str("TWILIO_ACCOUNT_SID", default="")
 TWILIO_AUTH_TOKEN: str = env.str("TWILIO_AUTH_TOKEN", default="")

@@ -9,7 +9,7 @@ import pytest
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 
-from voiceops import tracing
+from calls import tracing
 
 CALLER = "+14155550123"
 CALL_SID = "CA" + "0123456789abcdef" * 2

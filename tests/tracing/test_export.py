@@ -13,13 +13,13 @@ from pathlib import Path
 
 import pytest
 
+from calls import tracing
 from tests.tracing.otlp_collector import FakeCollector, running_collector
-from voiceops import tracing
 
 ROOT = Path(__file__).resolve().parents[2]
 # A process that traces one step and exits normally, as daphne and runbridge do after SIGTERM.
 ONE_SPAN_AND_EXIT = """
-from voiceops import tracing
+from calls import tracing
 assert tracing.configure_tracing()
 with tracing.call_span("call.end", end_reason="caller_hangup"):
     pass

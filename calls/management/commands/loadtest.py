@@ -24,10 +24,15 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
+from calls.management.commands import _simulators
 from calls.services import TEST_CALL_PARAM
-from calls.simulators import audio
-from calls.simulators.echo_load import EchoLoadStats, run_echo_load
-from calls.simulators.twilio_caller import MediaStreamCall, inbound_call_params, parse_twiml, signed_webhook_post
+
+try:
+    from calls.simulators import audio
+    from calls.simulators.echo_load import EchoLoadStats, run_echo_load
+    from calls.simulators.twilio_caller import MediaStreamCall, inbound_call_params, parse_twiml, signed_webhook_post
+except ImportError:  # a production image: handle() says so
+    audio = None  # type: ignore[assignment]
 
 CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 PROC = Path("/proc")  # Linux only: another process's CPU time has no portable source in the standard library
@@ -112,6 +117,7 @@ class Command(BaseCommand):
                             help="Serve the bridge's upstream here as an echo and time each direction.")
 
     def handle(self, *args: Any, **opts: Any) -> None:
+        _simulators.require(audio)
         if not 1 <= opts["calls"] <= 1000 or not 1 <= opts["hold"] <= 600:
             raise CommandError("--calls must be 1-1000 and --hold 1-600 seconds")
         cpu_reader, cpu_note = bridge_cpu_reader(opts["bridge_pid"])  # before any call: a wrong pid stops here

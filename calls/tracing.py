@@ -319,6 +319,17 @@ def call_span(
             raise
 
 
+def remote_parent(traceparent: str) -> Span | None:
+    """The span a W3C `traceparent` names (e.g. the webhook's, passed as a stream parameter), to continue its
+    trace; None when there is none or it is malformed."""
+    from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+    if not traceparent:
+        return None
+    span = trace.get_current_span(TraceContextTextMapPropagator().extract({"traceparent": traceparent}))
+    return span if span.get_span_context().is_valid else None
+
+
 def _record_error(span: Span, exc: BaseException) -> None:
     import traceback
 
