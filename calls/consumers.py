@@ -10,14 +10,11 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
 from django.http.request import split_domain_port, validate_host
 
-ALL_CALLS_GROUP = "voiceops.calls"
+from calls.live_feed import ALL_CALLS_GROUP, call_group
+
 VIEW_CALLS = "calls.view_call"
 FORBIDDEN = 4403
 BAD_REQUEST = 4400
-
-
-def call_group(call_id: int) -> str:
-    return f"voiceops.call.{call_id}"
 
 
 class DashboardConsumer(AsyncJsonWebsocketConsumer):

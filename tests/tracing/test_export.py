@@ -13,13 +13,13 @@ from pathlib import Path
 
 import pytest
 
+from calls import tracing
 from tests.tracing.otlp_collector import FakeCollector, running_collector
-from voiceops import tracing
 
 ROOT = Path(__file__).resolve().parents[2]
 # A process that traces one step and exits normally, as daphne and runbridge do after SIGTERM.
 ONE_SPAN_AND_EXIT = """
-from voiceops import tracing
+from calls import tracing
 assert tracing.configure_tracing()
 with tracing.call_span("call.end", end_reason="caller_hangup"):
     pass
@@ -51,7 +51,7 @@ def test_spans_reach_the_collector_with_xray_ids(collector: FakeCollector, monke
     [span] = collector.spans()
     assert span.service == "voiceops-bridge"
     assert span.name == "call.start"
-    assert span.attributes == {"call_sid": "CA1", "caller": "***23"}
+    assert span.attributes == {"call_sid": "CA1", "caller": "+1415•••0123"}
     assert abs(int(span.trace_id[:8], 16) - time.time()) < 60  # X-Ray ids: epoch seconds first
     assert b"4155550123" not in span.raw
     [request] = collector.requests
