@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from calls.validators import KEYPAD_ACTIONS
+
 ENGINES = ("realtime", "live")
 DEFAULT_MAX_CALL_SECONDS = 3300
 BUILTIN_ENDINGS = {"end_call": "agent_ended", "transfer_call": "transferred"}  # tool name → Call.EndReason
@@ -26,6 +28,9 @@ class CallConfig:
     idle_timeout_ms: int | None
     max_call_seconds: int
     tools: dict[str, dict[str, Any]] = field(default_factory=dict)  # by name
+    record_calls: bool = False
+    keypad: dict[str, str] = field(default_factory=dict)  # key → action (calls.validators.KEYPAD_ACTIONS)
+    transfer_mode: str = "warm"
 
     @property
     def is_configured(self) -> bool:
@@ -47,6 +52,10 @@ class CallConfig:
             idle_timeout_ms=turn.get("idle_timeout_ms") if turn.get("type") == "server_vad" else None,
             max_call_seconds=int(snapshot.get("max_call_seconds") or DEFAULT_MAX_CALL_SECONDS),
             tools={t["name"]: t for t in snapshot.get("tools") or () if t.get("name")},
+            record_calls=snapshot.get("record_calls") is True,
+            keypad={k: a for k, a in (snapshot.get("dtmf_actions") or {}).items()
+                    if isinstance(a, str) and a in KEYPAD_ACTIONS},
+            transfer_mode=snapshot.get("transfer_mode") or "warm",
         )
 
     def builtin_end_reason(self, tool_name: str) -> str | None:
@@ -55,6 +64,10 @@ class CallConfig:
         if spec is None or spec.get("kind") != "builtin":
             return None
         return BUILTIN_ENDINGS.get(tool_name)
+
+    def keypad_action(self, digit: str) -> str:
+        """What a key does: an action of the config's keypad menu, else "model" (tell the model)."""
+        return self.keypad.get(digit, "model")
 
     def http_tool(self, tool_name: str) -> dict[str, Any] | None:
         spec = self.tools.get(tool_name)

@@ -13,15 +13,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import tempfile
 import time
 from typing import Any
 
+from asgiref.sync import sync_to_async
 from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
 from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
-from django.db import DatabaseError
+from django.db import DatabaseError, close_old_connections
 from twilio.request_validator import RequestValidator
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
@@ -32,6 +34,7 @@ from bridge.call_config import CallConfig
 from bridge.engine import AgentAudio, ProtocolError
 from bridge.event_sink import sink
 from bridge.lifecycle import state
+from bridge.recording import CallRecorder
 from bridge.tools import ToolCallContext, run_http_tool
 from bridge.upstream import engine_for, open_upstream
 from calls import services, stream_token
@@ -112,7 +115,7 @@ class MediaStreamConsumer(AsyncWebsocketConsumer):
             if session is None:
                 await self._reject(CLOSE_PROTOCOL, "media before start")
                 return
-            text = session.caller_audio(message.payload_b64)
+            text = session.caller_audio(message.payload_b64, message.timestamp_ms)
             if text is not None and self.upstream is not None:
                 try:  # noqa: SIM105 - try/except costs less per frame than contextlib.suppress
                     await self.upstream.send(text)
@@ -151,6 +154,7 @@ class MediaStreamConsumer(AsyncWebsocketConsumer):
             await self._start(start)
 
     async def _start(self, start: tw.Start) -> None:
+        received = time.monotonic()  # the stream's start: Twilio's media timestamps count from here
         if self.session is not None:
             await self._reject(CLOSE_PROTOCOL, "second start on one stream")
             return
@@ -171,10 +175,11 @@ class MediaStreamConsumer(AsyncWebsocketConsumer):
             await self._reject(CLOSE_UNAUTHORIZED, "stream token already used")
             return
         config = CallConfig.from_snapshot(call.config_snapshot, settings.OPENAI_REALTIME_MODEL)
-        now = time.monotonic()
+        now = received
         self.stream_sid = start.stream_sid
+        recorder = CallRecorder(settings.RECORDING_MAX_MINUTES * 60_000) if config.record_calls else None
         self.session = cs.CallSession(call, config, engine_for(config), now,
-                                      handover_after_s=settings.OPENAI_REALTIME_HANDOVER_S)
+                                      handover_after_s=settings.OPENAI_REALTIME_HANDOVER_S, recorder=recorder)
         state.add(self)
         log.info("call %s stream %s started (config %s, %s)", call.twilio_call_sid, start.stream_sid,
                  config.config_id, config.engine)
@@ -258,7 +263,7 @@ class MediaStreamConsumer(AsyncWebsocketConsumer):
             async for text in ws:
                 event = engine.parse(text)
                 if type(event) is AgentAudio:  # the hot path downstream
-                    frames = session.agent_audio(event)
+                    frames = session.agent_audio(event, time.monotonic())
                     if frames is not None:
                         await self.send(text_data=frames[0])
                         await self.send(text_data=frames[1])
@@ -325,6 +330,7 @@ class MediaStreamConsumer(AsyncWebsocketConsumer):
                 await self.send(text_data=tw.mark_message(self.stream_sid, cs.END_MARK))
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self.end_mark_played.wait(), END_PLAYBACK_WAIT_S)
+            ended_ms = session.t_ms(time.monotonic())  # the recording's length: up to the last audio played
             await self._close_upstream()
             for task in self.tasks:
                 if task is not asyncio.current_task():
@@ -332,16 +338,32 @@ class MediaStreamConsumer(AsyncWebsocketConsumer):
             stored = None
             try:
                 stored = await database_sync_to_async(services.finish_call)(
-                    session.call.pk, end.reason, session.usage or None)
+                    session.call.pk, end.reason, session.usage or None, transfer_summary=end.transfer_summary)
             except DatabaseError:
                 log.exception("call %s: could not record the end (%s)", self._sid, end.reason)
             log.info("call %s ended: %s after %ds", self._sid, end.reason, int(time.monotonic() - session.t0))
             await self._run(session.finished(time.monotonic(), stored))
-            state.discard(self)
             if end.close_twilio and not self.closed:
                 self.closed = True
                 session.twilio_closed()
                 await self.close(code=1000)
+            if session.recorder is not None:  # after Twilio moved on; the drain still waits for it
+                await self._save_recording(session.recorder, ended_ms)
+                session.recorder = None
+            state.discard(self)
+
+    async def _save_recording(self, recorder: CallRecorder, ended_ms: int) -> None:
+        """Write the WAV and store it (S3 or local files) in a worker thread of its own: never on the event loop,
+        and never in the thread the calls' other database work shares (an upload takes seconds)."""
+        if recorder.is_empty:
+            return
+        try:
+            name = await sync_to_async(_store_recording, thread_sensitive=False)(
+                self.session.call.pk, recorder, ended_ms)
+        except Exception:  # the storage's own errors (S3, disk, database) are many: the call is over; log, go on
+            log.exception("call %s: the recording could not be saved", self._sid)
+            return
+        log.info("call %s: recording saved as %s", self._sid, name)
 
     async def _close_upstream(self) -> None:
         upstream, self.upstream = self.upstream, None
@@ -380,3 +402,11 @@ class MediaStreamConsumer(AsyncWebsocketConsumer):
         """Wait for the call's end to be recorded (the drain and the hang-up wait for it)."""
         if self.end_task is not None and self.end_task is not asyncio.current_task():
             await asyncio.shield(self.end_task)
+
+
+def _store_recording(call_id: int, recorder: CallRecorder, ended_ms: int) -> str:
+    close_old_connections()  # this worker thread's connection may have gone stale since its last use
+    with tempfile.TemporaryFile() as wav:
+        recorder.write_wav(wav, ended_ms)
+        wav.seek(0)
+        return services.save_recording(call_id, wav)

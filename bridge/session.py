@@ -27,6 +27,8 @@ from bridge import twilio_media as tw
 from bridge.call_config import CallConfig
 from bridge.engine import Engine
 from bridge.playback import PlaybackTracker
+from bridge.recording import CallRecorder
+from bridge.transfer import reason_from_arguments, transfer_summary
 from calls import live_feed
 from calls.models import Call
 from calls.services import status_after
@@ -34,6 +36,7 @@ from calls.services import status_after
 EARLY_AUDIO_FRAMES = 100  # 2 s of caller audio kept while the upstream session opens
 END_MARK = "end"
 MAX_CALL_TIMER = "max_call"
+CONNECTING = "Tell the caller in one short sentence that you are connecting them to a colleague now."
 HANDOVER_TIMER = "handover"
 
 
@@ -119,6 +122,7 @@ class EndCall:
     reason: str
     wait_for_playback: bool
     close_twilio: bool
+    transfer_summary: str = ""  # a transfer: what the person taking the call hears first (stored on the Call)
 
 
 Action = (
@@ -132,10 +136,12 @@ Action = (
 
 class CallSession:
     def __init__(self, call: Call, config: CallConfig, engine: Engine | None, now: float,
-                 handover_after_s: float | None = None) -> None:
+                 handover_after_s: float | None = None, recorder: CallRecorder | None = None) -> None:
         """`engine` None: the config's engine is not available here (the call ends as not configured).
-        `handover_after_s`: how long one upstream session may serve the call before a handover (None: never)."""
+        `handover_after_s`: how long one upstream session may serve the call before a handover (None: never).
+        `recorder`: keeps both legs of a recorded call (the consumer writes the WAV after the call)."""
         self.call = call
+        self.recorder = recorder
         self.config = config
         self.engine: Engine = engine  # type: ignore[assignment] - used only once start() found one
         self.phase = Phase.STARTING
@@ -161,6 +167,8 @@ class CallSession:
         self._idle_reprompted = False
         self._goodbye = Goodbye.NONE
         self._audio_blocked = False  # no agent audio to Twilio: its socket is closed, or a reply is being replaced
+        self._transfer_reason = ""  # why the call is being transferred (the model's reason, or the key pressed)
+        self._transfer_announced = False
 
     # --- start -------------------------------------------------------------------------------------------
     def start(self, now: float, api_key_set: bool) -> list[Action]:
@@ -195,7 +203,10 @@ class CallSession:
         return None
 
     # --- the hot paths -----------------------------------------------------------------------------------
-    def caller_audio(self, payload_b64: str) -> str | None:
+    def caller_audio(self, payload_b64: str, timestamp_ms: int) -> str | None:
+        """`timestamp_ms`: Twilio's media timestamp (where the frame sits in a recording)."""
+        if self.recorder is not None:
+            self.recorder.caller(payload_b64, timestamp_ms)
         phase = self.phase
         if phase is Phase.LIVE:
             return self.engine.caller_audio(payload_b64)
@@ -203,11 +214,13 @@ class CallSession:
             self._early_audio.append(payload_b64)
         return None
 
-    def agent_audio(self, audio: ev.AgentAudio) -> tuple[str, str] | None:
+    def agent_audio(self, audio: ev.AgentAudio, now: float) -> tuple[str, str] | None:
         """Twilio's media text and the mark to send after it; None for audio the caller interrupted."""
         item_id = audio.item_id
         if item_id == self._suppressed_item or self._audio_blocked:
             return None
+        if self.recorder is not None:
+            self.recorder.agent(audio.delta, item_id, int((now - self.t0) * 1000))
         mark = self.playback.on_audio_sent(item_id, tw.b64_audio_len(audio.delta))
         return tw.media_message(self.stream_sid, audio.delta), tw.mark_message(self.stream_sid, mark)
 
@@ -220,11 +233,26 @@ class CallSession:
         return False
 
     def on_dtmf(self, digit: str, now: float) -> list[Action]:
-        actions = self._record("dtmf", now, digit)
+        """A keypad press: the config's keypad menu decides (end, transfer, repeat), else the model is told."""
+        action = self.config.keypad_action(digit)
+        actions = self._record("dtmf", now, digit, {"action": action})
         if self.phase is not Phase.LIVE:
             return actions
+        if action == "end":
+            return actions + self.end(Call.EndReason.AGENT_ENDED, now)
+        if action == "transfer":
+            self._transfer_reason = f"the caller pressed {digit} on the keypad to speak to a person"
+            return actions + self.end(Call.EndReason.TRANSFERRED, now)
         actions += self._barge_in(now, cancel=True)
-        actions += [SendUpstream(t) for t in self.engine.user_note(f"(The caller pressed {digit} on the keypad.)")]
+        if action == "repeat":
+            # The model knows what it said; the line is quoted when its transcript is in (GPT-Live finishes a line
+            # only when someone speaks next).
+            last_line = next((text for role, text in reversed(self.transcript) if role == "agent"), "")
+            note = (f"(The caller pressed {digit} on the keypad to hear your last sentence again. Say it again, "
+                    + (f"word for word: \"{last_line}\")" if last_line else "word for word.)"))
+        else:
+            note = f"(The caller pressed {digit} on the keypad.)"
+        actions += [SendUpstream(t) for t in self.engine.user_note(note)]
         if self.engine.owns_turns:
             return actions  # the model decides itself whether to answer
         return actions + self._continue_when_idle()
@@ -298,6 +326,14 @@ class CallSession:
             self._response_active = True
             self._end_after_response = Call.EndReason.AGENT_ENDED
             return actions + [SendUpstream(t) for t in self.engine.say_goodbye()]
+        if self._end_after_response == Call.EndReason.TRANSFERRED and not self._transfer_announced:
+            # A warm transfer: the caller hears that they are being connected, in the model's words if it spoke
+            # before calling the tool, else in a short line asked for here (engines that take instructions).
+            self._transfer_announced = True
+            announcement = [] if self.playback.is_playing else self.engine.say_goodbye(CONNECTING)
+            if announcement:
+                self._response_active = True
+                return actions + [SendUpstream(t) for t in announcement]
         if self._end_after_response:
             return actions + self.end(self._end_after_response, now, after_playback=True)
         if self._continue_after_response:
@@ -350,6 +386,8 @@ class CallSession:
         if point is None:
             return actions
         self._suppressed_item = point.item_id
+        if self.recorder is not None:  # Twilio drops what was not played: the recording keeps what was heard
+            self.recorder.barge_in(point.item_id, point.truncate_point_ms, self.t_ms(now))
         actions.append(SendTwilio(tw.clear_message(self.stream_sid)))
         if self.phase is Phase.LIVE:
             actions += [SendUpstream(t) for t in self.engine.truncate(point.item_id, point.truncate_point_ms)]
@@ -362,6 +400,8 @@ class CallSession:
                                {"call_id": call.call_id, "arguments": call.arguments[:2000]})
         end_reason = self.config.builtin_end_reason(call.name)
         if end_reason is not None:
+            if end_reason == Call.EndReason.TRANSFERRED:
+                self._transfer_reason = reason_from_arguments(call.arguments)
             actions += self._record("tool_result", now, call.name, {"call_id": call.call_id, "output": "call ending"})
             if self._response_active:
                 self._end_after_response = end_reason  # let the model finish its goodbye first
@@ -445,7 +485,12 @@ class CallSession:
         self.phase = Phase.ENDING
         self.end_reason = reason
         wait = after_playback and self.playback.is_playing and self.twilio_open
-        return [EndCall(reason, wait, close_twilio)]
+        if reason != Call.EndReason.TRANSFERRED:
+            return [EndCall(reason, wait, close_twilio)]
+        summary = transfer_summary(self.config.name, self.transcript, self._transfer_reason)
+        actions = self._record("status", now, f"transferring to a person ({self.config.transfer_mode})", {
+            "transfer": {"mode": self.config.transfer_mode, "reason": self._transfer_reason, "summary": summary}})
+        return [*actions, EndCall(reason, wait, close_twilio, summary)]
 
     def finished(self, now: float, stored: Call | None) -> list[Action]:
         """The end is recorded (`stored`: the saved row, or None if the database could not be reached)."""
@@ -457,6 +502,8 @@ class CallSession:
             self.call.end_reason = self.end_reason
         actions = self._record("status", now, f"call ended: {self.end_reason}",
                                {"end_reason": self.end_reason, "usage": self.usage})
+        if self.recorder is not None and self.recorder.truncated:
+            actions += self._record("status", now, "recording stopped at its length limit (the rest is not kept)")
         return [*actions, Publish(live_feed.call_update(self.call, "ended"))]
 
     @property

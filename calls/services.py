@@ -301,8 +301,10 @@ def status_after(end_reason: str) -> str:
     return Call.Status.FAILED if end_reason in FAILED_END_REASONS else Call.Status.COMPLETED
 
 
-def finish_call(call_id: int, end_reason: str, usage: dict[str, Any] | None = None) -> Call:
-    """The bridge's end of a call: reason, end time, duration and summed usage. Idempotent. Returns the row."""
+def finish_call(call_id: int, end_reason: str, usage: dict[str, Any] | None = None,
+                transfer_summary: str = "") -> Call:
+    """The bridge's end of a call: reason, end time, duration, summed usage and, for a transfer, the summary the
+    person taking it hears. Idempotent. Returns the row."""
     with transaction.atomic():
         call = Call.objects.select_for_update().get(pk=call_id)
         now = timezone.now()
@@ -318,6 +320,8 @@ def finish_call(call_id: int, end_reason: str, usage: dict[str, Any] | None = No
             call.usage = usage
             call.input_tokens = int(usage.get("input_tokens", 0))
             call.output_tokens = int(usage.get("output_tokens", 0))
+        if transfer_summary and not call.transfer_summary:
+            call.transfer_summary = transfer_summary
         call.cost_usd = call_cost_usd(call)
         call.save()
     return call

@@ -124,12 +124,12 @@ def main(argv: list[str] | None = None) -> None:
 
     def session_inbound() -> str | None:
         message = tw.parse(frames[next(frame_iter) & 63])
-        return session.caller_audio(message.payload_b64)
+        return session.caller_audio(message.payload_b64, message.timestamp_ms)
 
     def session_outbound() -> tuple[str, str] | None:
         event = engine.parse(deltas[next(counter) & 15])
         assert type(event) is AgentAudio
-        return session.agent_audio(event)
+        return session.agent_audio(event, 0.0)
 
     out("\nThrough the call session (what the consumer runs), ratio to the codec-only line:")
     session_in = rate(session_inbound, seconds)
@@ -137,6 +137,22 @@ def main(argv: list[str] | None = None) -> None:
     codec_out = rate(lambda: _codec_outbound(deltas, counter), seconds)
     session_out = rate(session_outbound, seconds)
     report(f"RealtimeEngine.parse + CallSession.agent_audio ({session_out / codec_out:.2f}x)", session_out)
+
+    recorded = live_session(recorded=True)
+    clock = iter(range(1 << 62))  # ms: the recorder's timeline moves on 20 ms per frame, as in a call
+
+    def recorded_inbound() -> str | None:
+        message = tw.parse(frames[next(frame_iter) & 63])
+        return recorded.caller_audio(message.payload_b64, next(clock) * 20)
+
+    def recorded_outbound() -> tuple[str, str] | None:
+        event = recorded.engine.parse(deltas[next(counter) & 15])
+        return recorded.agent_audio(event, next(clock) * 0.02)
+
+    out("With the call recorded (the recorder keeps a reference per frame), ratio to the session lines above:")
+    rec_in, rec_out = rate(recorded_inbound, seconds), rate(recorded_outbound, seconds)
+    report(f"parse(media) + CallSession.caller_audio       ({rec_in / session_in:.2f}x)", rec_in)
+    report(f"RealtimeEngine.parse + CallSession.agent_audio ({rec_out / session_out:.2f}x)", rec_out)
 
     # Per call per second: 50 inbound frames and 50 outbound 20 ms deltas (the brief's 100 messages).
     per_call_s = 50 / inbound_rate + 50 / outbound_rates[160]
@@ -170,8 +186,9 @@ def _codec_outbound(deltas: list[str], counter: Iterator[int]) -> tuple[str, str
     return tw.media_message(STREAM_SID, event.delta), tw.mark_message(STREAM_SID, mark)
 
 
-def live_session() -> Any:
-    """A call session past its start, as the consumer holds it (an unsaved Call row: no database)."""
+def live_session(recorded: bool = False) -> Any:
+    """A call session past its start, as the consumer holds it (an unsaved Call row: no database); `recorded`:
+    with a call recorder keeping both legs."""
     import django
 
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "voiceops.settings")
@@ -183,7 +200,10 @@ def live_session() -> Any:
 
     snapshot = {"name": "bench", "instructions": "", "turn_detection": {"type": "server_vad"}}
     call = Call(id=1, twilio_call_sid="CA" + "0" * 32, stream_sid=STREAM_SID, config_snapshot=snapshot)
-    session = CallSession(call, CallConfig.from_snapshot(snapshot, "gpt-realtime"), RealtimeEngine(snapshot), 0.0)
+    from bridge.recording import CallRecorder
+
+    session = CallSession(call, CallConfig.from_snapshot(snapshot, "gpt-realtime"), RealtimeEngine(snapshot), 0.0,
+                          recorder=CallRecorder() if recorded else None)
     session.start(0.0, api_key_set=True)
     session.upstream_open()
     while session.pop_early_audio() is not None:

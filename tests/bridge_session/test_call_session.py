@@ -86,27 +86,27 @@ def test_start_opens_the_upstream_and_the_call_timer_and_early_audio_flows_in_or
     session = make_session()
     actions = session.start(T0, api_key_set=True)
     assert of(actions, cs.OpenUpstream) and of(actions, cs.StartTimer) == [cs.StartTimer(cs.MAX_CALL_TIMER, 600)]
-    assert session.caller_audio(payload(160, 1)) is None  # kept while the upstream opens
-    assert session.caller_audio(payload(160, 2)) is None
+    assert session.caller_audio(payload(160, 1), 0) is None  # kept while the upstream opens
+    assert session.caller_audio(payload(160, 2), 0) is None
     opening = session.upstream_open()
     events = upstream(opening)
     assert [e["type"] for e in events] == ["session.update", "response.create"]  # configuration, then greeting
     assert "Hello!" in events[1]["response"]["instructions"]
     assert of(opening, cs.FlushEarlyAudio)
-    assert session.caller_audio(payload(160, 3)) is None  # still buffered until the flush is done
+    assert session.caller_audio(payload(160, 3), 0) is None  # still buffered until the flush is done
     flushed = []
     while (text := session.pop_early_audio()) is not None:
         flushed.append(json.loads(text)["audio"])
     assert flushed == [payload(160, 1), payload(160, 2), payload(160, 3)]
     assert session.phase is cs.Phase.LIVE
-    text = session.caller_audio(payload(160, 4))
+    text = session.caller_audio(payload(160, 4), 0)
     assert json.loads(text) == {"type": "input_audio_buffer.append", "audio": payload(160, 4)}
 
 
 def test_agent_audio_goes_to_twilio_untouched_with_a_mark():
     session = live_session()
     delta = payload(800)
-    media, mark = session.agent_audio(ev.AgentAudio(delta, "item_1"))
+    media, mark = session.agent_audio(ev.AgentAudio(delta, "item_1"), T0)
     assert json.loads(media) == {"event": "media", "streamSid": session.stream_sid, "media": {"payload": delta}}
     assert json.loads(mark)["mark"]["name"] == "p1"
 
@@ -115,7 +115,7 @@ def test_barge_in_clears_twilio_truncates_at_what_was_heard_and_drops_the_rest_o
     session = live_session()
     session.on_event(ev.ResponseStarted(), T0 + 1)
     for _ in range(3):
-        session.agent_audio(ev.AgentAudio(payload(800), "item_1"))  # 100 ms each
+        session.agent_audio(ev.AgentAudio(payload(800), "item_1"), T0)  # 100 ms each
     assert session.on_mark("p2") is False  # 200 ms played
     actions = session.on_event(ev.CallerSpeechStarted(), T0 + 2)
     assert of(actions, cs.SendTwilio)[0].text == '{"event":"clear","streamSid":"' + session.stream_sid + '"}'
@@ -124,21 +124,21 @@ def test_barge_in_clears_twilio_truncates_at_what_was_heard_and_drops_the_rest_o
     record = of(actions, cs.Record)[0]
     assert record.event["kind"] == "barge_in" and record.event["data"] == {"item_id": "item_1", "heard_ms": 200}
     assert record.event["t_ms"] == 2000
-    assert session.agent_audio(ev.AgentAudio(payload(800), "item_1")) is None  # the interrupted item
-    assert session.agent_audio(ev.AgentAudio(payload(800), "item_2")) is not None
+    assert session.agent_audio(ev.AgentAudio(payload(800), "item_1"), T0) is None  # the interrupted item
+    assert session.agent_audio(ev.AgentAudio(payload(800), "item_2"), T0) is not None
 
 
 def test_without_interrupt_response_speech_does_not_barge_in():
     snapshot = {**SNAPSHOT, "turn_detection": {"type": "server_vad", "interrupt_response": False}}
     session = live_session(snapshot=snapshot)
-    session.agent_audio(ev.AgentAudio(payload(800), "item_1"))
+    session.agent_audio(ev.AgentAudio(payload(800), "item_1"), T0)
     assert session.on_event(ev.CallerSpeechStarted(), T0 + 1) == []
 
 
 def test_end_call_waits_for_the_goodbye_response_then_ends_after_playback():
     session = live_session()
     session.on_event(ev.ResponseStarted(), T0 + 1)
-    session.agent_audio(ev.AgentAudio(payload(800), "item_1"))
+    session.agent_audio(ev.AgentAudio(payload(800), "item_1"), T0)
     actions = session.on_event(ev.FunctionCall("call_1", "end_call", '{"reason": "done"}'), T0 + 2)
     assert kinds(actions) == ["tool_call", "tool_result"] and not of(actions, cs.EndCall)
     actions = session.on_event(ev.ResponseDone(), T0 + 3)
@@ -172,7 +172,7 @@ def test_an_unknown_tool_gets_an_error_result_at_once():
 def test_a_keypress_interrupts_and_is_told_to_the_model():
     session = live_session()
     session.on_event(ev.ResponseStarted(), T0)
-    session.agent_audio(ev.AgentAudio(payload(800), "item_1"))
+    session.agent_audio(ev.AgentAudio(payload(800), "item_1"), T0)
     actions = session.on_dtmf("5", T0 + 1)
     assert kinds(actions) == ["dtmf", "barge_in"]
     types = [e["type"] for e in upstream(actions)]
@@ -232,10 +232,10 @@ def test_silence_is_reprompted_once_by_the_server_then_the_agent_says_goodbye_an
     assert kinds(actions) == ["status"]
     # The server's own answer to this silence is cancelled and not played; the goodbye replaces it.
     assert [e["type"] for e in upstream(session.on_event(ev.ResponseStarted(), T0 + 20))] == ["response.cancel"]
-    assert session.agent_audio(ev.AgentAudio(payload(800), "item_x")) is None
+    assert session.agent_audio(ev.AgentAudio(payload(800), "item_x"), T0) is None
     goodbye = upstream(session.on_event(ev.ResponseDone(), T0 + 21))
     assert goodbye[0]["type"] == "response.create" and "goodbye" in goodbye[0]["response"]["instructions"]
-    assert session.agent_audio(ev.AgentAudio(payload(800), "item_bye")) is not None
+    assert session.agent_audio(ev.AgentAudio(payload(800), "item_bye"), T0) is not None
     actions = session.on_event(ev.ResponseDone(), T0 + 23)
     assert of(actions, cs.EndCall)[0].reason == Call.EndReason.AGENT_ENDED
 
@@ -283,7 +283,7 @@ def test_a_protocol_error_on_the_stream_ends_the_call_without_closing_twilio_twi
     actions = session.stream_error("media payload is not base64", T0 + 1)
     assert kinds(actions) == ["error"]
     assert of(actions, cs.EndCall) == [cs.EndCall(Call.EndReason.PROTOCOL_ERROR, False, close_twilio=False)]
-    assert session.agent_audio(ev.AgentAudio(payload(800), "item_1")) is None
+    assert session.agent_audio(ev.AgentAudio(payload(800), "item_1"), T0) is None
 
 
 @pytest.mark.parametrize("snapshot", [{}, {"name": "x"}])
@@ -327,7 +327,7 @@ def test_live_holds_audio_and_the_greeting_until_the_session_started():
     assert not any(type(a) is cs.StartTimer and a.name == cs.HANDOVER_TIMER for a in actions)  # no handover
     opening = session.upstream_open()
     assert [json.loads(a.text)["type"] for a in opening] == ["session.start"]
-    assert session.caller_audio(payload(160, 1)) is None and session.phase is cs.Phase.STARTING
+    assert session.caller_audio(payload(160, 1), 0) is None and session.phase is cs.Phase.STARTING
     started = session.engine.parse(live_event(type="session.started", session={"id": "live_1"}))
     actions = session.on_event(started, T0 + 1)
     texts = [json.loads(a.text) for a in actions if type(a) is cs.SendUpstream]
@@ -342,7 +342,7 @@ def test_live_caller_words_clear_queued_audio_and_transcripts_become_lines():
     session = started_live_engine_session()
     engine = session.engine
     audio_event = engine.parse(json.dumps({"type": "session.output_audio.delta", "delta": payload(8000)}))
-    assert session.agent_audio(audio_event) is not None  # 1 s queued at Twilio
+    assert session.agent_audio(audio_event, T0) is not None  # 1 s queued at Twilio
     agent_words = live_event(type="session.output_transcript.delta", delta="Hello there", start_ms=0, end_ms=900)
     assert session.on_event(engine.parse(agent_words), T0) == []  # the line is still open
     caller_ack = live_event(type="session.input_transcript.delta", delta="Mhm.", start_ms=950, end_ms=1200)
@@ -353,7 +353,7 @@ def test_live_caller_words_clear_queued_audio_and_transcripts_become_lines():
     assert of(actions, cs.SendTwilio)[0].text.startswith('{"event":"clear"') and kinds(actions) == ["barge_in"]
     assert upstream(actions) == []  # nothing to truncate or cancel: the model stopped by itself
     later = engine.parse(json.dumps({"type": "session.output_audio.delta", "delta": payload(160)}))
-    assert session.agent_audio(later) is not None  # new output after the clear plays
+    assert session.agent_audio(later, T0) is not None  # new output after the clear plays
     closed = live_event(type="session.closed", reason="close_requested", usage={"seconds": 42.0}, session={})
     actions = session.on_event(engine.parse(closed), T0 + 3)
     assert [(a.event["kind"], a.event["text"]) for a in of(actions, cs.Record)] == [("caller", "Mhm. wait, no")]
