@@ -17,7 +17,9 @@ import pytest
 from calls.models import AgentConfig, Call, CallEvent
 from calls.simulators import audio
 from calls.simulators.realtime_server import RealtimeSimulator, Reply, Script, ToolCall, agent_audio
+from calls.simulators.twilio_caller import parse_twiml, signed_webhook_post
 from tests.bridge_tools.conftest import TlsFiles
+from tests.conftest import TWILIO_TOKEN
 from tests.e2e.conftest import bridge_env, only_realtime
 from tests.e2e.test_call_flow import open_stream, stream_ended_twiml, wait_for
 from tests.servers import ServerProcess, run_bridge
@@ -208,3 +210,8 @@ async def test_the_transfer_tool_is_a_warm_transfer_with_the_summary_stored_and_
     assert status.data["transfer"]["summary"] == row.transfer_summary and status.data["transfer"]["mode"] == "warm"
     after = await asyncio.to_thread(stream_ended_twiml, bridge, params)
     assert "Dial" in after.verbs
+    # The person answering hears the summary the bridge stored (Twilio fetches the whisper then).
+    status, body = await asyncio.to_thread(
+        signed_webhook_post, bridge.http, f"/twilio/whisper?call={params['CallSid']}",
+        {"CallSid": "CA" + "5" * 32, "AccountSid": params["AccountSid"], "CallStatus": "in-progress"}, TWILIO_TOKEN)
+    assert status == 200 and parse_twiml(body).says == [f"{row.transfer_summary} Connecting you now."]
