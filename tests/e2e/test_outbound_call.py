@@ -40,7 +40,7 @@ def bridge(sim: RealtimeSimulator, tls_files: TlsFiles, twilio_rest: TwilioRestF
            django_db_blocker, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     """The bridge, also serving the webhooks, with its Twilio REST client pointed at the fake."""
     assert sim.url is not None and twilio_rest.url is not None
-    env = bridge_env(sim.url, tls_files, TWILIO_ACCOUNT_SID=ACCOUNT_SID, TWILIO_API_BASE_URL=twilio_rest.url)
+    env = bridge_env(sim, tls_files, TWILIO_ACCOUNT_SID=ACCOUNT_SID, TWILIO_API_BASE_URL=twilio_rest.url)
     with django_db_blocker.unblock(), run_bridge(tmp_path_factory.mktemp("bridge"), **env) as server:
         yield server
 
