@@ -126,22 +126,30 @@ async def test_audio_cleared_by_barge_in_is_not_in_the_recording(
     assert abs(greeting_ms / 8 - heard_ms) < 100, (greeting_ms / 8, heard_ms)
 
 
-async def test_keypad_menu_end_key_ends_the_call(
-    bridge: ServerProcess, fresh_sim: RealtimeSimulator, agent: AgentConfig, engine: str
+@pytest.mark.parametrize(("key", "action", "end_reason", "after"), [
+    ("#", "end", Call.EndReason.AGENT_ENDED, ["Hangup"]),
+    ("0", "transfer", Call.EndReason.TRANSFERRED, ["Dial"]),
+])
+async def test_keypad_menu_end_and_transfer_keys_end_the_stream(
+    bridge: ServerProcess, fresh_sim: RealtimeSimulator, agent: AgentConfig, engine: str, key: str, action: str,
+    end_reason: str, after: list[str],
 ) -> None:
-    agent.dtmf_actions = {"#": "end"}
+    agent.dtmf_actions = {key: action}
     agent.save()
     fresh_sim.script = Script(turns=[Reply("Hello.", audio_ms=300)])
     params, call = await open_stream(bridge)
     async with call:
         await call.wait_for_reply(since_bytes=0, start_timeout=10, quiet_ms=300, finish_timeout=10)
-        await call.send_dtmf("#")
-        assert await call.wait_closed(10), "the bridge did not end the call on the end key"
-    row = wait_for(lambda: Call.objects.filter(twilio_call_sid=params["CallSid"], ended_at__isnull=False).first())
-    assert row.end_reason == Call.EndReason.AGENT_ENDED
-    dtmf = wait_for(lambda: CallEvent.objects.filter(call=row, kind="dtmf").first())
-    assert (dtmf.text, dtmf.data) == ("#", {"action": "end"})
+        await call.send_dtmf(key)
+        assert await call.wait_closed(10), f"the bridge did not end the stream on the {action} key"
     assert fresh_sim.errors == []
+    row = wait_for(lambda: Call.objects.filter(twilio_call_sid=params["CallSid"], ended_at__isnull=False).first())
+    assert row.end_reason == end_reason
+    dtmf = wait_for(lambda: CallEvent.objects.filter(call=row, kind="dtmf").first())
+    assert (dtmf.text, dtmf.data) == (key, {"action": action})
+    if action == "transfer":
+        assert f"pressed {key}" in row.transfer_summary and "+1" not in row.transfer_summary
+    assert (await asyncio.to_thread(stream_ended_twiml, bridge, params)).verbs[: len(after)] == after
 
 
 async def test_keypad_menu_repeat_key_has_the_agent_say_its_last_line_again(
@@ -166,24 +174,6 @@ async def test_keypad_menu_repeat_key_has_the_agent_say_its_last_line_again(
     assert fresh_sim.errors == []
     dtmf = wait_for(lambda: CallEvent.objects.filter(call=row, kind="dtmf").first())
     assert dtmf.data == {"action": "repeat"}
-
-
-async def test_keypad_menu_transfer_key_transfers_with_a_summary(
-    bridge: ServerProcess, fresh_sim: RealtimeSimulator, agent: AgentConfig, engine: str
-) -> None:
-    agent.dtmf_actions = {"0": "transfer"}
-    agent.save()
-    fresh_sim.script = Script(turns=[Reply("Hello.", audio_ms=300)])
-    params, call = await open_stream(bridge)
-    async with call:
-        await call.wait_for_reply(since_bytes=0, start_timeout=10, quiet_ms=300, finish_timeout=10)
-        await call.send_dtmf("0")
-        assert await call.wait_closed(10)
-    row = wait_for(lambda: Call.objects.filter(twilio_call_sid=params["CallSid"], ended_at__isnull=False).first())
-    assert row.end_reason == Call.EndReason.TRANSFERRED
-    assert "pressed 0" in row.transfer_summary and "+1" not in row.transfer_summary
-    after = await asyncio.to_thread(stream_ended_twiml, bridge, params)
-    assert "Dial" in after.verbs
 
 
 async def test_the_transfer_tool_is_a_warm_transfer_with_the_summary_stored_and_recorded(
