@@ -229,3 +229,13 @@ def stream_ended_twiml(params: dict[str, str]) -> Any:
             f"{base}/twilio/stream-ended", data, TWILIO_TOKEN))
     assert response.status_code == 200
     return parse_twiml(response.content.decode())
+
+
+@pytest.fixture(scope="module")
+def bridge(sim: RealtimeSimulator, tls_files: TlsFiles, django_db_setup: Any, django_db_blocker: Any,  # noqa: F811
+           tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """One bridge process for a module's tests (the e2e fixture's twin, on this package's simulator)."""
+    assert sim.url is not None
+    with django_db_blocker.unblock(), bridge_process(tmp_path_factory.mktemp("bridge"),
+                                                     **bridge_env(sim.url, tls_files)) as server:
+        yield server

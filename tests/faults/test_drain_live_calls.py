@@ -98,7 +98,7 @@ async def test_sigterm_during_live_calls_drains_them_politely(
     assert readiness_flip_s < 2
     assert not cut_early and not left_in_progress and not corrupted and not starved, loss_report
     assert max(stayer_closes) < DRAIN_TIMEOUT_S + 5
-    for params, call in hang_ups:
+    for params, _ in hang_ups:
         assert rows[params["CallSid"]].end_reason == Call.EndReason.CALLER_HANGUP
     for params, call in stayers:
         assert call.result.closed_by_server
