@@ -129,6 +129,8 @@ class Faults:
     error_after_events: int | None = None  # send one `server_error` error event after N server events
     stall_after_events: int | None = None  # after N server events, send nothing more (keep reading)
     stall_s: float | None = None  # with stall_after_events: resume after this long (events delayed, none lost)
+    inject_after_events: int | None = None  # after N server events, send the `inject` frames once, as they are
+    inject: list[str | bytes] = field(default_factory=list)  # raw frames: malformed or unexpected events (fuzzing)
     abrupt: bool = True  # drops abort the transport (1006); False closes with 1011
 
 
@@ -284,6 +286,7 @@ class SimSession:
         self._stall_over: asyncio.Event | None = None  # set when a timed stall (Faults.stall_s) ends
         self.stalled_at: float | None = None  # time.monotonic() when a timed stall began
         self._error_injected = False
+        self._frames_injected = False
         self._drop_scheduled = False
 
     # -- sending ------------------------------------------------------------------------------
@@ -327,6 +330,15 @@ class SimSession:
                 )
             )
             self.sent_count += 1
+        if (
+            faults.inject_after_events is not None
+            and not self._frames_injected
+            and self.sent_count >= faults.inject_after_events
+        ):
+            self._frames_injected = True
+            for frame in faults.inject:
+                await self.ws.send(frame)
+                self.sent_count += 1
         if faults.drop_after_events is not None and self.sent_count >= faults.drop_after_events:
             await self.drop()
         if faults.drop_after_first_response and event["type"] == "response.done":
