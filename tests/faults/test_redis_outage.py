@@ -157,3 +157,22 @@ async def test_redis_down_calls_go_on_and_the_live_view_degrades_to_polling_then
     assert ended["call"]["status"] == "completed"
     assert ("caller", "Are you there?") in lines and ("agent", "Still here.") in lines
     assert all(row.ended_at is not None for row in rows.values())
+
+
+async def test_an_idle_live_feed_stays_open(
+    fresh_sim: RealtimeSimulator, private_redis: PrivateRedis, agent: AgentConfig, admin_user: Any,
+    tls_files: TlsFiles, tmp_path: Path,
+) -> None:
+    """A quiet dashboard (no call for a while) keeps its feed: the channel layer's blocking read (5 s) must not
+    trip the Redis client's own socket timeout (redis-py 8 made it 5 s by default), which tore every idle feed
+    down every 5 s."""
+    fresh_sim.script = Script(turns=[Reply("Hello.", audio_ms=300)])
+    with bridge_process(tmp_path, **bridge_env(fresh_sim.url, tls_files, REDIS_URL=private_redis.url)) as bridge:
+        feed = await open_feed(bridge, staff_cookie(admin_user))
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(feed.wait_closed(), 12)
+        assert feed.close_code is None, (feed.close_code, feed.close_reason)
+        params, call = await open_stream(bridge)
+        async with call:
+            await next_update(feed, params["CallSid"], "started")
+        await feed.close()
