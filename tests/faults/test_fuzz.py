@@ -99,6 +99,13 @@ def finalised(call_sid: str) -> Call:
     return wait_for(lambda: Call.objects.filter(twilio_call_sid=call_sid, ended_at__isnull=False).first(), 10)
 
 
+def tally(report: dict[str, Any], outcome: str) -> None:
+    """One loss report for all of a test's examples (hypothesis reuses the function's fixtures)."""
+    report["examples"] = report.get("examples", 0) + 1
+    report[outcome] = report.get(outcome, 0) + 1
+    report.setdefault("crashes_or_calls_left_in_progress", 0)  # any would have failed the example
+
+
 async def send_all(ws: Any, frames: list[str | bytes]) -> None:
     with contextlib.suppress(ConnectionClosed):
         for frame in frames:
@@ -112,7 +119,7 @@ async def send_all(ws: Any, frames: list[str | bytes]) -> None:
 @bridge_settings
 def test_the_bridge_survives_any_twilio_frames(
     bridge: ServerProcess, fresh_sim: RealtimeSimulator, agent: AgentConfig, frames: list[str | bytes],
-    after_start: bool,
+    after_start: bool, loss_report: dict[str, Any],
 ) -> None:
     fresh_sim.script, fresh_sim.faults = Script(turns=[Reply("Hello.", audio_ms=400)]), Faults()
 
@@ -133,6 +140,7 @@ def test_the_bridge_survives_any_twilio_frames(
         return code, call.result.close_reason, params["CallSid"]
 
     code, reason, call_sid = asyncio.run(scenario())
+    tally(loss_report, f"closed_{code or 'by_caller'}")
     # Closed by the bridge: only with a protocol close and a reason (or after it ended the call on a `stop`).
     assert code in (None, 1000, 4400), (code, reason)
     if code == 4400:
@@ -149,7 +157,8 @@ def test_the_bridge_survives_any_twilio_frames(
 @given(frames=st.lists(openai_frames | st.binary(max_size=100), min_size=1, max_size=5))
 @bridge_settings
 def test_the_bridge_survives_any_openai_events(
-    bridge: ServerProcess, fresh_sim: RealtimeSimulator, agent: AgentConfig, frames: list[str | bytes]
+    bridge: ServerProcess, fresh_sim: RealtimeSimulator, agent: AgentConfig, frames: list[str | bytes],
+    loss_report: dict[str, Any],
 ) -> None:
     fresh_sim.script = Script(turns=[Reply("Hello there.", audio_ms=600)])
     fresh_sim.faults = Faults(inject_after_events=4, inject=frames)
@@ -161,6 +170,7 @@ def test_the_bridge_survives_any_openai_events(
         return call.result.closed_by_server, call.result.close_code, params["CallSid"]
 
     closed_by_bridge, code, call_sid = asyncio.run(scenario())
+    tally(loss_report, "ended_by_bridge_politely" if closed_by_bridge else "call_went_on")
     assert not closed_by_bridge or code == 1000  # a call it ends is closed normally: the Connect action apologises
     assert healthy(bridge)
     row = finalised(call_sid)
