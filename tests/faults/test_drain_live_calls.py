@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from websockets.exceptions import InvalidStatus
 
-from calls.models import AgentConfig, Call
+from calls.models import AgentConfig, Call, CallEvent
 from calls.simulators.realtime_server import RealtimeSimulator, Reply, Script, agent_audio
 from calls.simulators.twilio_caller import MediaStreamCall
 from lambda_webhook import twiml
@@ -78,6 +78,9 @@ async def test_sigterm_during_live_calls_drains_them_politely(
     rows = {row.twilio_call_sid: row for row in Call.objects.filter(
         twilio_call_sid__in=[params["CallSid"] for params, _ in streams])}
     left_in_progress = [sid for sid, row in rows.items() if row.ended_at is None]
+    # Each call's last event (its end, with the usage) is stored: the process flushed its events before exiting.
+    end_events_lost = [sid for sid, row in rows.items()
+                       if not CallEvent.objects.filter(call=row, kind="status").exists()]
     stayer_closes = [ended_at[call.result.call_sid] for _, call in stayers]
     cut_early = [t for t in stayer_closes if t < DRAIN_TIMEOUT_S - 0.5]
     corrupted = [call.result.call_sid for _, call in streams if not audio_intact(call.result.agent_audio, "counter")]
@@ -92,11 +95,12 @@ async def test_sigterm_during_live_calls_drains_them_politely(
         drained_calls_closed_after_s=[round(min(stayer_closes), 1), round(max(stayer_closes), 1)],
         process_exit_s=round(exit_s, 1), exit_code=code, calls_cut_early=len(cut_early),
         calls_left_in_progress=len(left_in_progress), calls_with_audio_lost_or_reordered=len(corrupted),
-        calls_starved_while_draining=len(starved), late_stream_refused=True,
+        calls_starved_while_draining=len(starved), late_stream_refused=True, end_events_lost=len(end_events_lost),
     )
     assert code == 0
     assert readiness_flip_s < 2
     assert not cut_early and not left_in_progress and not corrupted and not starved, loss_report
+    assert not end_events_lost, loss_report
     assert max(stayer_closes) < DRAIN_TIMEOUT_S + 5
     for params, _ in hang_ups:
         assert rows[params["CallSid"]].end_reason == Call.EndReason.CALLER_HANGUP

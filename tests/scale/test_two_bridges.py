@@ -97,7 +97,7 @@ async def test_two_bridges_behind_haproxy_spread_calls_share_the_dashboard_and_d
         for sid, call in [*first.items(), *later.items()]:
             if sid not in on_a:
                 await call.stop()
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + 20
         everyone = [*first, *later]
         while not all("ended" in seen.get(sid, set()) for sid in everyone) and time.monotonic() < deadline:
             await asyncio.sleep(0.1)
@@ -114,6 +114,8 @@ async def test_two_bridges_behind_haproxy_spread_calls_share_the_dashboard_and_d
         drained_calls_that_kept_talking=f"{len(kept_talking)}/{len(on_a)}", drained_bridge_exit_code=a_exit,
         dashboard_updates_seen_for=f"{sum(1 for sid in everyone if {'started', 'ended'} <= seen.get(sid, set()))}"
                                    f"/{len(everyone)} calls",
+        dashboard_missed={what: sum(what not in seen.get(sid, set()) for sid in everyone)
+                          for what in ("started", "ended")},
         calls_left_in_progress=sum(ended is None for _, ended in rows), dashboard_feed_close_code=feed.close_code,
     )
     assert on_a and on_b, placement  # spread over both
