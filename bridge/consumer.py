@@ -91,7 +91,7 @@ class MediaStreamConsumer(AsyncWebsocketConsumer):
             log.info("stream refused: bridge is draining")
             await self.close(code=CLOSE_UNAVAILABLE, reason="bridge is draining")
             return
-        if settings.TWILIO_AUTH_TOKEN and not self._handshake_signed():
+        if settings.TWILIO_AUTH_TOKEN and not (self._handshake_signed() or stream_token.is_browser_call(self.scope)):
             log.warning("stream refused: missing or invalid X-Twilio-Signature on the handshake")
             await self.close(code=CLOSE_UNAUTHORIZED, reason="invalid signature")
             return

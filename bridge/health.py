@@ -1,4 +1,9 @@
-"""/healthz (the process lives) and /readyz (it takes calls: not draining, its dependencies answer)."""
+"""/healthz (the process lives) and /readyz (it takes calls: not draining, its dependencies answer).
+
+/healthz is what the ALB and ECS health checks ask, and a failing check makes ECS replace the task with its
+calls: so it is liveness only, never dependency status (a database or Redis failover must not fail every
+task), and cheap (no database, no Redis). /readyz is for people and routing probes, never the ALB check.
+"""
 
 from __future__ import annotations
 

@@ -22,9 +22,9 @@ from django.utils.formats import date_format
 from django.utils.html import escape, format_html
 from django.utils.safestring import SafeString, mark_safe
 
-from calls import pricing, services
-from calls.forms import AgentConfigAdminForm, PhoneNumberAdminForm, ToolAdminForm
-from calls.models import AgentConfig, AgentConfigRevision, Call, PhoneNumber, Tool
+from calls import api, pricing, services
+from calls.forms import AgentConfigAdminForm, DoNotCallNumberAdminForm, PhoneNumberAdminForm, ToolAdminForm
+from calls.models import AgentConfig, AgentConfigRevision, ApiToken, Call, DoNotCallNumber, PhoneNumber, Tool
 from calls.templatetags.voiceops import duration as format_duration
 from calls.templatetags.voiceops import usd
 from calls.views import event_dicts
@@ -189,7 +189,21 @@ class AgentConfigAdmin(admin.ModelAdmin):
                 "fields": ("tools",),
             },
         ),
-        ("Routing", {"fields": ("is_default", "is_active", "transfer_number")}),
+        ("Routing", {"fields": ("is_default", "is_active", "transfer_number", "transfer_mode")}),
+        (
+            "Outbound calls",
+            {
+                "description": "Calls voiceops places (place_call, the dashboard, the API): answering machines, "
+                "calling hours in the config's time zone, and how many may run at once.",
+                "fields": (
+                    "machine_detection",
+                    "voicemail_message",
+                    ("calling_hours_start", "calling_hours_end"),
+                    "calling_time_zone",
+                    "max_concurrent_outbound",
+                ),
+            },
+        ),
         ("Save", {"fields": ("change_note",)}),
     )
     change_form_template = "admin/calls/agentconfig/change_form.html"
@@ -496,7 +510,7 @@ class CallAdmin(admin.ModelAdmin):
         "tokens",
         "cost",
     )
-    list_filter = ("status", "created_at", ToNumberFilter, "agent_config", "end_reason")
+    list_filter = ("status", "direction", "created_at", ToNumberFilter, "agent_config", "end_reason")
     search_fields = ("twilio_call_sid", "stream_sid", "from_number", "to_number")
     date_hierarchy = "created_at"
     list_select_related = ("agent_config",)
@@ -512,9 +526,11 @@ class CallAdmin(admin.ModelAdmin):
                     "stream_sid",
                     "account_sid",
                     ("from_number", "to_number"),
+                    ("direction", "is_test"),
                     "agent_config",
                     ("status", "twilio_status"),
                     "end_reason",
+                    ("answered_by", "placed_by"),
                 )
             },
         ),
@@ -586,3 +602,47 @@ class CallAdmin(admin.ModelAdmin):
         return render_to_string(
             "calls/_transcript.html", {"events": event_dicts(obj.events.order_by("seq")), "call": obj}
         )
+
+
+# --- outbound: do-not-call list and API tokens -----------------------------------------------------
+
+
+@admin.register(DoNotCallNumber)
+class DoNotCallNumberAdmin(admin.ModelAdmin):
+    form = DoNotCallNumberAdminForm
+    list_display = ("number", "reason", "added_by", "created_at")
+    search_fields = ("number", "reason")
+    fields = ("number", "reason")
+
+    def save_model(self, request: HttpRequest, obj: DoNotCallNumber, form: ModelForm, change: bool) -> None:
+        if not change:
+            obj.added_by = request.user
+        super().save_model(request, obj, form, change)
+
+
+@admin.register(ApiToken)
+class ApiTokenAdmin(admin.ModelAdmin):
+    """The secret is made on creation and shown once; only its SHA-256 is kept."""
+
+    list_display = ("name", "prefix", "calls_per_minute", "is_active", "created_by", "created_at", "last_used_at")
+    list_filter = ("is_active",)
+    search_fields = ("name", "prefix")
+    readonly_fields = ("prefix", "created_by", "created_at", "last_used_at")
+
+    def get_fields(self, request: HttpRequest, obj: ApiToken | None = None) -> list[str]:
+        if obj is None:
+            return ["name", "calls_per_minute"]
+        return ["name", "prefix", "calls_per_minute", "is_active", "created_by", "created_at", "last_used_at"]
+
+    def save_model(self, request: HttpRequest, obj: ApiToken, form: ModelForm, change: bool) -> None:
+        if not change:
+            obj.created_by = request.user
+            raw = api.assign_new_secret(obj)
+            super().save_model(request, obj, form, change)
+            messages.warning(
+                request,
+                format_html("The token for “{}” is <code>{}</code>. Copy it now: it is not stored and will not "
+                            "be shown again.", obj.name, raw),
+            )
+            return
+        super().save_model(request, obj, form, change)

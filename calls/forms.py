@@ -11,7 +11,7 @@ from django.core.exceptions import ValidationError
 from django.core.validators import MaxLengthValidator
 from django.forms.fields import InvalidJSONInput
 
-from calls.models import AgentConfig, Call, PhoneNumber, Tool
+from calls.models import AgentConfig, Call, DoNotCallNumber, PhoneNumber, Tool
 from calls.services import REVISION_FIELDS
 
 # Separators people paste from address books: "+1 (415) 555-0123" means +14155550123.
@@ -88,6 +88,13 @@ class AgentConfigAdminForm(forms.ModelForm):
         data = super().clean()
         if data.get("is_default") and data.get("is_active") is False:
             self.add_error("is_active", "The default config must be active: calls to numbers without a route use it.")
+        if data.get("machine_detection") == AgentConfig.MachineDetection.VOICEMAIL and not (
+            data.get("voicemail_message") or ""
+        ).strip():
+            self.add_error("voicemail_message", "Write the message to leave, or choose to hang up on machines.")
+        start, end = data.get("calling_hours_start"), data.get("calling_hours_end")
+        if start is not None and start == end:
+            self.add_error("calling_hours_end", "Start and end are the same hour: use 0 and 24 to allow any time.")
         return data
 
     def _get_validation_exclusions(self) -> set[str]:
@@ -187,3 +194,30 @@ class CallFilterForm(forms.Form):
         if since and until and since > until:
             self.add_error("until", "“Until” is before “From”.")
         return data
+
+
+class PlaceCallForm(forms.Form):
+    """The dashboard's outbound call: a number and the config whose agent calls it."""
+
+    to = forms.CharField(
+        max_length=32, label="Number to call",
+        widget=forms.TextInput(attrs={"placeholder": "+14155550123", "autocomplete": "off", "inputmode": "tel"}),
+        help_text="E.164: a + then country code and number. Spaces and dashes are removed.",
+    )
+    config = forms.ModelChoiceField(
+        queryset=AgentConfig.objects.filter(is_active=True), label="Agent config", empty_label=None,
+    )
+
+
+class DoNotCallNumberAdminForm(forms.ModelForm):
+    class Meta:
+        model = DoNotCallNumber
+        fields = ["number", "reason"]
+        help_texts = {"number": PhoneNumberAdminForm.Meta.help_texts["number"]}
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        allow_phone_separators(self.fields["number"])
+
+    def clean_number(self) -> str:
+        return normalize_phone(self.cleaned_data.get("number", ""))

@@ -33,6 +33,15 @@ class AgentConfig(models.Model):
         NEAR_FIELD = "near_field", "Near field (handset)"
         FAR_FIELD = "far_field", "Far field (speakerphone)"
 
+    class TransferMode(models.TextChoices):
+        WARM = "warm", "Warm: whisper a summary to the person answering first"
+        COLD = "cold", "Cold: connect the caller straight away"
+
+    class MachineDetection(models.TextChoices):
+        OFF = "off", "Off: the agent talks to whoever answers"
+        HANG_UP = "hang_up", "Hang up on an answering machine"
+        VOICEMAIL = "voicemail", "Leave the voicemail message after the beep"
+
     name = models.CharField(max_length=100, unique=True)
     instructions = models.TextField(help_text="The system prompt: who the agent is and how it behaves.")
     greeting = models.TextField(blank=True, help_text="What the agent says first. Empty: it waits for the caller.")
@@ -68,8 +77,35 @@ class AgentConfig(models.Model):
         max_length=16, blank=True, validators=[validators.validate_e164],
         help_text="Where transfer_call sends the caller (E.164).",
     )
+    transfer_mode = models.CharField(
+        max_length=10, choices=TransferMode.choices, default=TransferMode.WARM,
+        help_text="Warm: the person answering hears a short summary before the caller is connected.",
+    )
     record_calls = models.BooleanField(
         default=False, help_text="Keep a stereo WAV of each call (left: caller, right: agent).",
+    )
+    # Outbound calls (calls.outbound): answering-machine detection and the guards on who is called when.
+    machine_detection = models.CharField(
+        max_length=10, choices=MachineDetection.choices, default=MachineDetection.OFF,
+        help_text="Outbound calls: what happens when an answering machine picks up (Twilio's async AMD).",
+    )
+    voicemail_message = models.TextField(
+        blank=True, help_text="Outbound calls: what is said after the beep when leaving a voicemail.",
+    )
+    calling_hours_start = models.PositiveSmallIntegerField(
+        default=8, validators=[MaxValueValidator(23)], help_text="Outbound calls start at this hour (0-23).",
+    )
+    calling_hours_end = models.PositiveSmallIntegerField(
+        default=21, validators=[MinValueValidator(1), MaxValueValidator(24)],
+        help_text="…and stop at this hour (1-24, exclusive): 8 to 21 allows 08:00-20:59.",
+    )
+    calling_time_zone = models.CharField(
+        max_length=64, default="UTC", validators=[validators.validate_time_zone],
+        help_text="The time zone of the calling hours (IANA name, e.g. America/New_York).",
+    )
+    max_concurrent_outbound = models.PositiveIntegerField(
+        default=5, validators=[MinValueValidator(1), MaxValueValidator(500)],
+        help_text="Outbound calls of this config ringing or talking at the same time, at most.",
     )
     is_active = models.BooleanField(default=True)
     is_default = models.BooleanField(default=False, help_text="Used when the dialled number has no route.")
@@ -220,9 +256,14 @@ class Call(models.Model):
         max_digits=10, decimal_places=4, null=True, blank=True, help_text="Estimated OpenAI cost of the call.",
     )
     recording = models.FileField(upload_to="recordings/%Y/%m/", blank=True)
+    answered_by = models.CharField(
+        max_length=32, blank=True, help_text="Outbound: Twilio's answering-machine verdict (human, machine_…).",
+    )
+    placed_by = models.CharField(max_length=150, blank=True, help_text="Outbound: who placed the call.")
 
     class Meta:
         ordering = ["-created_at"]
+        permissions = [("place_call", "Can place outbound calls")]
         indexes = [models.Index(fields=["to_number", "-created_at"])]
 
     def __str__(self) -> str:
@@ -258,3 +299,44 @@ class CallEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.call_id}#{self.seq} {self.kind}"
+
+
+class DoNotCallNumber(models.Model):
+    """A number voiceops never calls (place_call refuses it, whoever asks)."""
+
+    number = models.CharField(max_length=16, unique=True, validators=[validators.validate_e164])
+    reason = models.CharField(max_length=200, blank=True)
+    added_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["number"]
+        verbose_name = "do-not-call number"
+
+    def __str__(self) -> str:
+        return self.number
+
+
+class ApiToken(models.Model):
+    """A bearer token other systems use to place outbound calls. Only its SHA-256 is stored."""
+
+    name = models.CharField(max_length=100, unique=True, help_text="Which system uses it.")
+    prefix = models.CharField(
+        max_length=12, editable=False, help_text="The token's first characters, to tell it apart.",
+    )
+    token_sha256 = models.CharField(max_length=64, unique=True, editable=False)
+    calls_per_minute = models.PositiveIntegerField(
+        default=10, validators=[MinValueValidator(1), MaxValueValidator(600)],
+        help_text="Calls this token may place per minute; more get HTTP 429.",
+    )
+    is_active = models.BooleanField(default=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["name"]
+        verbose_name = "API token"
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix}…)"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -42,7 +43,9 @@ REVISION_FIELDS = [
     "name", "instructions", "greeting", "voice", "model", "speed", "turn_detection", "vad_threshold",
     "vad_prefix_padding_ms", "vad_silence_duration_ms", "eagerness", "interrupt_response", "noise_reduction",
     "transcription_enabled", "transcription_model", "max_output_tokens", "max_call_minutes",
-    "transfer_number", "is_active", "is_default",
+    "transfer_number", "transfer_mode", "is_active", "is_default",
+    "machine_detection", "voicemail_message", "calling_hours_start", "calling_hours_end", "calling_time_zone",
+    "max_concurrent_outbound",
 ]
 
 
@@ -158,6 +161,7 @@ def config_snapshot(config: AgentConfig) -> dict[str, Any]:
         "max_output_tokens": config.max_output_tokens or "inf",
         "max_call_seconds": config.max_call_minutes * 60,
         "transfer_number": config.transfer_number or None,
+        "transfer_mode": config.transfer_mode,
         "tools": tools,
     }
 
@@ -198,6 +202,16 @@ def start_call(call_sid: str, account_sid: str, from_number: str, to_number: str
         call.agent_config, call.config_snapshot = config, config_snapshot(config)
         call.save(update_fields=["agent_config", "config_snapshot"])
     return call
+
+
+def start_test_call(config: AgentConfig, placed_by: str) -> Call:
+    """A staff member's call from the browser: a Call like a phone call's, marked as a test so it stays out
+    of the headline figures. The SID looks like Twilio's (the bridge and the logs expect one)."""
+    return Call.objects.create(
+        twilio_call_sid="CA" + uuid.uuid4().hex, account_sid=settings.TWILIO_ACCOUNT_SID or "AC" + "0" * 32,
+        is_test=True, agent_config=config, config_snapshot=config_snapshot(config), engine=config.engine,
+        placed_by=placed_by[:150], twilio_status="in-progress",
+    )
 
 
 _TWILIO_STATUS = {
@@ -319,6 +333,23 @@ def add_events(call_id: int, events: Iterable[dict[str, Any]]) -> int:
     ]
     CallEvent.objects.bulk_create(rows, ignore_conflicts=True)
     return len(rows)
+
+
+# Events written after the bridge is done with a call (by the webhook) number from here: the bridge's last
+# batch may still be on its way, and its seqs (0, 1, 2, … per call) must never collide with ours.
+AFTER_STREAM_SEQ = 1_000_000
+
+
+def add_status_event(call_id: int, text: str, data: dict[str, Any]) -> None:
+    """A status line about what happened after the media stream (e.g. a transfer's outcome), after every
+    event of the stream; the seq is taken under a lock on the call row."""
+    with transaction.atomic():
+        Call.objects.select_for_update().filter(pk=call_id).first()
+        events = CallEvent.objects.filter(call_id=call_id)
+        last_seq = events.order_by("-seq").values_list("seq", flat=True).first() or 0
+        t_ms = events.order_by("-t_ms").values_list("t_ms", flat=True).first() or 0
+        CallEvent.objects.create(call_id=call_id, seq=max(last_seq + 1, AFTER_STREAM_SEQ), kind=CallEvent.Kind.STATUS,
+                                 t_ms=t_ms, text=text, data=data)
 
 
 LIVE_STATUSES = (Call.Status.RINGING, Call.Status.IN_PROGRESS)

@@ -9,6 +9,8 @@ binding it to the call SID stops it being replayed on another call, and the brid
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qs
 
 from django.conf import settings
 from django.core import signing
@@ -30,8 +32,27 @@ class StreamGrant:
     config_id: int | None
 
 
-def mint(call_sid: str, config_id: int | None) -> str:
-    return signing.dumps({"c": call_sid, "a": config_id}, salt=SALT, compress=False)
+def mint(call_sid: str, config_id: int | None, browser: bool = False) -> str:
+    """`browser` marks a staff test call from the dashboard: a browser cannot sign the WebSocket
+    handshake as Twilio does, so this token itself (in the handshake's query string) is its proof."""
+    data: dict[str, object] = {"c": call_sid, "a": config_id}
+    if browser:
+        data["b"] = 1
+    return signing.dumps(data, salt=SALT, compress=False)
+
+
+def is_browser_call(scope: dict[str, Any]) -> bool:
+    """The WebSocket handshake carries `?token=` with a valid, unexpired browser test-call token. The
+    token is still checked, bound to its call and claimed once at `start`, like any other."""
+    query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
+    token = query.get("token", [""])[0]
+    if not token:
+        return False
+    try:
+        data = signing.loads(token, salt=SALT, max_age=settings.STREAM_TOKEN_TTL_S)
+    except signing.BadSignature:  # SignatureExpired included
+        return False
+    return isinstance(data, dict) and data.get("b") == 1
 
 
 def verify(token: str | None, call_sid: str, max_age_s: int | None = None) -> StreamGrant:

@@ -10,4 +10,6 @@ urlpatterns = [
     path("calls/<int:pk>/", views.call_detail, name="call"),
     path("calls/<int:pk>/events.json", views.call_events, name="call_events"),
     path("test-call/", views.test_call, name="test_call"),
+    path("test-call/<int:config_id>/start", views.test_call_start, name="test_call_start"),
+    path("outbound/", views.place_call, name="place_call"),
 ]

@@ -20,6 +20,18 @@ def validate_e164(value: str) -> None:
         )
 
 
+def validate_time_zone(value: str) -> None:
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValidationError(
+            "%(value)s is not a time zone name (IANA, e.g. Europe/Paris or America/New_York).",
+            params={"value": value},
+        ) from None
+
+
 def validate_https_url(value: str) -> None:
     if not value:
         return

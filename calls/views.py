@@ -6,19 +6,23 @@ from collections.abc import Callable, Iterable
 from datetime import timedelta
 from functools import wraps
 from typing import Any
+from urllib.parse import urlencode
 
+from django.conf import settings
+from django.contrib import messages
 from django.contrib.admin.views.decorators import staff_member_required
 from django.core.exceptions import PermissionDenied
-from django.core.management import get_commands, load_command_class
 from django.core.paginator import Paginator
 from django.db.models import Avg, Count, Q, Sum
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
-from django.shortcuts import get_object_or_404, render
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.utils import timezone
-from django.views.decorators.http import require_GET
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from calls.forms import CallFilterForm
-from calls.models import AgentConfig, Call, CallEvent, PhoneNumber
+from calls import outbound, services, stream_token
+from calls.forms import CallFilterForm, PlaceCallForm
+from calls.models import AgentConfig, Call, CallEvent
 from calls.services import mask_phone
 
 LIVE_STATUSES = (Call.Status.RINGING, Call.Status.IN_PROGRESS)
@@ -98,7 +102,7 @@ def _live_calls() -> list[Call]:
 @require_GET
 def index(request: HttpRequest) -> HttpResponse:
     since = timezone.now() - timedelta(hours=24)
-    day = Call.objects.filter(created_at__gte=since).aggregate(
+    day = Call.objects.filter(created_at__gte=since, is_test=False).aggregate(
         total=Count("id"),
         completed=Count("id", filter=Q(status=Call.Status.COMPLETED)),
         failed=Count("id", filter=Q(status=Call.Status.FAILED)),
@@ -206,69 +210,63 @@ def call_events(request: HttpRequest, pk: int) -> JsonResponse:
     return JsonResponse({"call": call_summary(call), "events": event_dicts(events)})
 
 
-def simulate_call_options() -> set[str] | None:
-    """The option strings `manage.py simulate_call` accepts, read from its parser; None if it is missing."""
-    app = get_commands().get("simulate_call")
-    if app is None:
-        return None
-    try:
-        parser = load_command_class(app, "simulate_call").create_parser("manage.py", "simulate_call")
-    except Exception:
-        return set()
-    return {opt for action in parser._actions for opt in action.option_strings}
-
-
-def simulate_call_command(number: str, options: set[str] | None) -> str:
-    """The exact command line; options the installed command lacks are left out."""
-    parts = ["python", "manage.py", "simulate_call"]
-    if number and (options is None or "--to" in options):
-        parts += ["--to", number]
-    if options and "--out" in options:
-        parts += ["--out", "reply.wav"]
-    return " ".join(parts)
-
-
 @dashboard_view
 @require_GET
 def test_call(request: HttpRequest) -> HttpResponse:
-    configs = list(AgentConfig.objects.prefetch_related("phone_numbers").order_by("-is_default", "name"))
-    config = None
+    """Talk to an agent config from the browser, with the microphone (static/voiceops/test_call.js)."""
+    configs = list(AgentConfig.objects.order_by("-is_default", "name"))
+    config = configs[0] if configs else None
     if request.GET.get("config"):
+        config = next((c for c in configs if str(c.pk) == request.GET["config"]), None)
+        if config is None:
+            raise Http404("No such config.")
+    return render(request, "dashboard/test_call.html", {"configs": configs, "config": config, "nav": "test"})
+
+
+@dashboard_view
+@require_POST
+def test_call_start(request: HttpRequest, config_id: int) -> JsonResponse:
+    """A test call's Call row (is_test) and its single-use stream token, for the browser to open
+    the bridge's Media Streams socket with."""
+    config = get_object_or_404(AgentConfig, pk=config_id)
+    call = services.start_test_call(config, placed_by=f"user:{request.user.get_username()}")
+    token = stream_token.mint(call.twilio_call_sid, config.pk, browser=True)
+    return JsonResponse({
+        "call_id": call.pk,
+        "call_sid": call.twilio_call_sid,
+        "account_sid": call.account_sid,
+        "token": token,
+        "stream_url": f"{settings.BRIDGE_PUBLIC_URL}?{urlencode({'token': token})}",
+        "call_url": reverse("dashboard:call", args=[call.pk]),
+        "live_path": f"/dashboard/live?call={call.pk}",
+    }, status=201)
+
+
+PLACE_CALLS = "calls.place_call"
+
+
+@dashboard_view
+@require_http_methods(["GET", "POST"])
+def place_call(request: HttpRequest) -> HttpResponse:
+    """Staff with the “Can place outbound calls” permission have an agent call a number."""
+    if not request.user.has_perm(PLACE_CALLS):
+        raise PermissionDenied("Placing calls needs the “Can place outbound calls” permission.")
+    form = PlaceCallForm(request.POST or None, initial={"config": AgentConfig.objects.filter(is_default=True).first()})
+    refused: outbound.OutboundRefused | None = None
+    if request.method == "POST" and form.is_valid():
         try:
-            config = next(c for c in configs if str(c.pk) == request.GET["config"])
-        except StopIteration:
-            raise Http404("No such config.") from None
-    elif configs:
-        config = configs[0]
-    numbers = [n for n in config.phone_numbers.all() if n.is_active] if config else []
-    default = AgentConfig.objects.filter(is_default=True).first()
-    chosen = request.GET.get("number", "")
-    number = chosen if chosen in {n.number for n in numbers} else (numbers[0].number if numbers else "")
-    options = simulate_call_options()
-    unrouted_note = ""
-    if config and not numbers:
-        if config.is_default:
-            unrouted_note = (
-                "This config has no number of its own; as the default it answers any number without a route."
-            )
-            number = "+15555550100"  # any number without a route reaches the default
+            call = outbound.place_call(form.cleaned_data["to"], form.cleaned_data["config"].name,
+                                       placed_by=f"user:{request.user.get_username()}")
+        except outbound.OutboundRefused as exc:
+            refused = exc
+            form.add_error(None, exc.message)
         else:
-            unrouted_note = (
-                f"“{config}” has no active number, so a test call would reach the default config"
-                f"{f' (“{default}”)' if default else ''}. Route a number to it first."
-            )
-    return render(
-        request,
-        "dashboard/test_call.html",
-        {
-            "configs": configs,
-            "config": config,
-            "numbers": numbers,
-            "number": number,
-            "nav": "test",
-            "command": simulate_call_command(number, options),
-            "command_missing": options is None,
-            "unrouted_note": unrouted_note,
-            "all_numbers": PhoneNumber.objects.filter(is_active=True).count(),
-        },
+            messages.success(request, f"Calling {call.to_number} with “{call.agent_config}”.")
+            return redirect("dashboard:call", pk=call.pk)
+    recent = (
+        Call.objects.filter(direction=Call.Direction.OUTBOUND).select_related("agent_config").order_by("-created_at")[:10]
     )
+    return render(request, "dashboard/place_call.html", {
+        "form": form, "nav": "outbound", "recent_calls": recent,
+        "failed_call": refused.call if refused else None,
+    })

@@ -29,11 +29,26 @@ def say_and_hang_up(text: str) -> str:
     return str(response)
 
 
-def transfer(number: str, caller_id: str | None, fallback_text: str) -> str:
+TRANSFER_UNANSWERED = "Sorry, nobody could take your call right now. Please call again later. Goodbye."
+TRANSFER_RING_S = 25
+
+
+def transfer(number: str, caller_id: str | None, action_url: str, whisper_url: str | None = None) -> str:
+    """<Dial> the person. A warm transfer names a whisper URL: Twilio fetches it when the person answers and
+    plays its TwiML to them alone before bridging the caller. Whatever happens, Twilio then asks
+    `action_url` (DialCallStatus) what comes next."""
     response = VoiceResponse()
-    response.dial(number, caller_id=caller_id or None, timeout=30)
-    response.say(fallback_text, voice=VOICE)  # reached only when the transfer is not answered
-    response.hangup()
+    dial = response.dial(caller_id=caller_id or None, timeout=TRANSFER_RING_S, action=action_url, method="POST")
+    if whisper_url:
+        dial.number(number, url=whisper_url, method="POST")
+    else:
+        dial.number(number)
+    return str(response)
+
+
+def whisper(text: str) -> str:
+    response = VoiceResponse()
+    response.say(text, voice=VOICE)
     return str(response)
 
 

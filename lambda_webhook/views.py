@@ -6,20 +6,24 @@ to the caller. Anything that goes wrong while answering becomes a spoken apology
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable
 from datetime import datetime
 from email.utils import parsedate_to_datetime
 from functools import wraps
+from urllib.parse import urlencode
 
 from django.conf import settings
 from django.db import DatabaseError
 from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest, HttpResponseForbidden
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
+from twilio.base.exceptions import TwilioException
 
+from calls import outbound as outbound_calls
 from calls import services, stream_token
-from calls.models import Call
+from calls.models import AgentConfig, Call, CallEvent
 from lambda_webhook import twiml
 from lambda_webhook.signature import is_authentic
 
@@ -70,6 +74,21 @@ def _endpoint(path: str) -> str:
     return f"{settings.PUBLIC_WEBHOOK_BASE_URL}/twilio/{path}"
 
 
+def _connect_to_agent(call: Call, config_id: int | None) -> HttpResponse:
+    """The TwiML that hands an answered call (inbound or outbound) to the bridge, or the apology when no
+    agent can take it."""
+    if config_id is None or not settings.OPENAI_API_KEY:
+        reason = "no agent config" if config_id is None else "OPENAI_API_KEY is not set"
+        log.error("call %s to %s not answered by an agent: %s", call.twilio_call_sid,
+                  services.mask_phone(call.to_number), reason)
+        services.finish_call(call.pk, Call.EndReason.NOT_CONFIGURED)
+        return _twiml(twiml.say_and_hang_up(twiml.APOLOGY))
+    token = stream_token.mint(call.twilio_call_sid, config_id)
+    return _twiml(
+        twiml.connect_stream(settings.BRIDGE_PUBLIC_URL, token, _endpoint("status"), _endpoint("stream-ended"))
+    )
+
+
 @twilio_webhook
 def voice(request: HttpRequest) -> HttpResponse:
     call_sid = request.POST["CallSid"]
@@ -77,20 +96,64 @@ def voice(request: HttpRequest) -> HttpResponse:
     try:
         config = services.resolve_config(to_number)
         call = services.start_call(call_sid, request.POST.get("AccountSid", ""), from_number, to_number, config)
-        if config is None or not settings.OPENAI_API_KEY:
-            reason = "no agent config" if config is None else "OPENAI_API_KEY is not set"
-            log.error("call %s to %s not answered by an agent: %s", call_sid, services.mask_phone(to_number), reason)
-            services.finish_call(call.pk, Call.EndReason.NOT_CONFIGURED)
-            return _twiml(twiml.say_and_hang_up(twiml.APOLOGY))
-        token = stream_token.mint(call_sid, config.pk)
+        response = _connect_to_agent(call, config.pk if config else None)
     except DatabaseError:
         log.exception("call %s: database unavailable, apologising", call_sid)
         return _twiml(twiml.say_and_hang_up(twiml.APOLOGY))
-    log.info("call %s from %s to %s → config %s", call_sid, services.mask_phone(from_number),
-             services.mask_phone(to_number), config.pk)
-    return _twiml(
-        twiml.connect_stream(settings.BRIDGE_PUBLIC_URL, token, _endpoint("status"), _endpoint("stream-ended"))
+    if config is not None:
+        log.info("call %s from %s to %s → config %s", call_sid, services.mask_phone(from_number),
+                 services.mask_phone(to_number), config.pk)
+    return response
+
+
+@twilio_webhook
+def outbound(request: HttpRequest) -> HttpResponse:
+    """The callee answered a call voiceops placed (calls.outbound.place_call): connect it to the agent
+    of the Call row created then."""
+    call_sid = request.POST["CallSid"]
+    try:
+        call = Call.objects.filter(twilio_call_sid=call_sid, direction=Call.Direction.OUTBOUND).first()
+        if call is None:
+            log.warning("outbound webhook for unknown call %s: hanging up", call_sid)
+            return _twiml(twiml.hang_up())
+        response = _connect_to_agent(call, call.agent_config_id)
+    except DatabaseError:
+        log.exception("call %s: database unavailable, apologising", call_sid)
+        return _twiml(twiml.say_and_hang_up(twiml.APOLOGY))
+    log.info("outbound call %s answered at %s → config %s", call_sid, services.mask_phone(call.to_number),
+             call.agent_config_id)
+    return response
+
+
+@twilio_webhook
+def amd(request: HttpRequest) -> HttpResponse:
+    """Twilio's async answering-machine verdict for an outbound call: a person keeps the agent; a machine
+    gets the config's voicemail message after the beep, or a hang-up."""
+    call_sid = request.POST["CallSid"]
+    answered_by = request.POST.get("AnsweredBy", "")
+    if not answered_by:
+        return HttpResponseBadRequest("AnsweredBy required", content_type="text/plain")
+    try:
+        call = outbound_calls.record_answered_by(call_sid, answered_by)
+    except DatabaseError:
+        log.exception("call %s: could not record the AMD verdict", call_sid)
+        return HttpResponse(status=503)
+    if call is None:
+        return HttpResponse(status=204)
+    decision = outbound_calls.amd_decision(call.config_snapshot, answered_by)
+    log.info("outbound call %s answered by %s → %s", call_sid, answered_by, decision.action)
+    if decision.action == outbound_calls.AmdAction.CONTINUE:
+        return HttpResponse(status=204)
+    reply = (
+        twiml.say_and_hang_up(decision.message) if decision.action == outbound_calls.AmdAction.VOICEMAIL
+        else twiml.hang_up()
     )
+    try:
+        outbound_calls.redirect_call(call_sid, reply)
+    except (TwilioException, OSError) as exc:
+        # The call goes on with the agent; nothing else to do but say so.
+        log.warning("outbound call %s: could not redirect after AMD (%s)", call_sid, type(exc).__name__)
+    return HttpResponse(status=204)
 
 
 @twilio_webhook
@@ -124,13 +187,20 @@ def stream_ended(request: HttpRequest) -> HttpResponse:
     """Twilio asks what comes after <Connect> once the bridge closes the stream."""
     call_sid = request.POST["CallSid"]
     try:
-        call = Call.objects.filter(twilio_call_sid=call_sid).only("end_reason", "config_snapshot", "to_number").first()
+        call = (
+            Call.objects.filter(twilio_call_sid=call_sid)
+            .only("end_reason", "config_snapshot", "to_number", "from_number", "direction").first()
+        )
     except DatabaseError:
         log.exception("call %s: database unavailable after stream end", call_sid)
         return _twiml(twiml.say_and_hang_up(twiml.UPSTREAM_APOLOGY))
     reason = call.end_reason if call else ""
     if reason == Call.EndReason.TRANSFERRED and call and call.config_snapshot.get("transfer_number"):
-        return _twiml(twiml.transfer(call.config_snapshot["transfer_number"], call.to_number, twiml.APOLOGY))
+        warm = call.config_snapshot.get("transfer_mode", AgentConfig.TransferMode.WARM) == AgentConfig.TransferMode.WARM
+        whisper_url = f"{_endpoint('whisper')}?{urlencode({'call': call_sid})}" if warm else None
+        caller_id = call.from_number if call.direction == Call.Direction.OUTBOUND else call.to_number
+        return _twiml(twiml.transfer(call.config_snapshot["transfer_number"], caller_id,
+                                     _endpoint("transfer-ended"), whisper_url))
     if reason in {Call.EndReason.AGENT_ENDED, Call.EndReason.CALLER_HANGUP}:
         return _twiml(twiml.hang_up())
     if reason == Call.EndReason.MAX_DURATION:
@@ -138,3 +208,57 @@ def stream_ended(request: HttpRequest) -> HttpResponse:
     if reason == Call.EndReason.DRAINED:
         return _twiml(twiml.say_and_hang_up(twiml.DRAINED))
     return _twiml(twiml.say_and_hang_up(twiml.UPSTREAM_APOLOGY))
+
+
+def transfer_summary(call: Call) -> str:
+    """What the person taking a warm transfer hears first: who is calling through which agent, and why
+    (the reason the model gave the transfer_call tool)."""
+    reason = ""
+    tool_call = call.events.filter(kind=CallEvent.Kind.TOOL_CALL, text="transfer_call").order_by("-seq").first()
+    if tool_call is not None:
+        try:
+            arguments = json.loads(tool_call.data.get("arguments") or "{}")
+        except (TypeError, ValueError):
+            arguments = {}
+        if isinstance(arguments, dict) and isinstance(arguments.get("reason"), str):
+            reason = arguments["reason"].strip()[:300]
+    agent = call.config_snapshot.get("name") or "voice"
+    summary = f"A call transferred by the {agent} assistant. "
+    summary += f"The caller needs: {reason}. " if reason else "The caller asked for a person. "
+    return summary + "Connecting you now."
+
+
+@twilio_webhook
+def whisper(request: HttpRequest) -> HttpResponse:
+    """Played to the person who answers a warm transfer (the <Number url>), before the caller is connected.
+    `call` names the caller's call; CallSid is the new leg's."""
+    parent_sid = request.GET.get("call", "")
+    if not _valid_sid(parent_sid, "CA"):
+        return HttpResponseBadRequest("call missing or malformed", content_type="text/plain")
+    try:
+        call = Call.objects.filter(twilio_call_sid=parent_sid).first()
+        text = transfer_summary(call) if call else "A transferred call. Connecting you now."
+    except DatabaseError:
+        log.exception("call %s: database unavailable for the transfer whisper", parent_sid)
+        text = "A transferred call. Connecting you now."
+    return _twiml(twiml.whisper(text))
+
+
+@twilio_webhook
+def transfer_ended(request: HttpRequest) -> HttpResponse:
+    """The <Dial> of a transfer is over (DialCallStatus): hang up after a conversation, or tell the caller
+    nobody answered. Recorded in the call's events."""
+    call_sid = request.POST["CallSid"]
+    dial_status = request.POST.get("DialCallStatus", "")
+    answered = dial_status in {"completed", "answered"}
+    try:
+        call = Call.objects.filter(twilio_call_sid=call_sid).first()
+        if call is not None:
+            services.add_status_event(call.pk, f"Transfer {'answered' if answered else 'not answered'}", {
+                "dial_status": dial_status, "duration_s": request.POST.get("DialCallDuration", ""),
+                "mode": call.config_snapshot.get("transfer_mode", ""),
+            })
+    except DatabaseError:
+        log.exception("call %s: could not record the transfer outcome", call_sid)
+    log.info("call %s: transfer ended (%s)", call_sid, dial_status or "no status")
+    return _twiml(twiml.hang_up() if answered else twiml.say_and_hang_up(twiml.TRANSFER_UNANSWERED))

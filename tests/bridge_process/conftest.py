@@ -132,24 +132,15 @@ def wait_ready(bridge: BridgeProcess, timeout_s: float = 30.0) -> None:
 # --- a fake ECS container agent -------------------------------------------------------------------------
 @dataclass
 class FakeAgent:
+    """Records every request made to it (the bridge must make none: it no longer touches task protection)."""
+
     url: str = ""
-    puts: list[dict[str, Any]] = field(default_factory=list)
-    # Answers to give, oldest first: (HTTP status, JSON body); when empty, 200 with a protection body.
-    answers: list[tuple[int, dict[str, Any]]] = field(default_factory=list)
-    delay_s: float = 0.0
+    requests: list[tuple[str, str]] = field(default_factory=list)  # (method, path)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def states(self) -> list[bool]:
+    def seen(self) -> list[tuple[str, str]]:
         with self.lock:
-            return [put["ProtectionEnabled"] for put in self.puts]
-
-    def wait_puts(self, count: int, timeout_s: float = 5.0) -> list[bool]:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if len(self.states()) >= count:
-                return self.states()
-            time.sleep(0.01)
-        raise AssertionError(f"expected {count} PUT(s), got {self.states()}")
+            return list(self.requests)
 
 
 @pytest.fixture
@@ -157,23 +148,17 @@ def fake_agent() -> Iterator[FakeAgent]:
     agent = FakeAgent()
 
     class Handler(BaseHTTPRequestHandler):
-        def do_PUT(self) -> None:
-            body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
-            time.sleep(agent.delay_s)
-            ok_path = self.path == "/v1/agent/task-protection/v1/state"
+        def _record(self) -> None:
             with agent.lock:
-                if ok_path and self.headers.get("Content-Type") == "application/json":
-                    agent.puts.append(body)
-                status, answer = agent.answers.pop(0) if agent.answers else (200, {"protection": {
-                    "ProtectionEnabled": body.get("ProtectionEnabled"), "TaskArn": "arn:aws:ecs:task/x"}})
-            if not ok_path:
-                status, answer = 404, {"error": "wrong path"}
-            data = json.dumps(answer).encode()
-            self.send_response(status)
+                agent.requests.append((self.command, self.path))
+            data = json.dumps({"error": "not expected"}).encode()
+            self.send_response(404)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(data)))
             self.end_headers()
             self.wfile.write(data)
+
+        do_GET = do_PUT = do_POST = _record
 
         def log_message(self, format: str, *args: Any) -> None:
             pass

@@ -159,3 +159,20 @@ def test_unwritable_output_is_a_command_error(make_call, run, tmp_path):
     make_call()
     with pytest.raises(CommandError, match="cannot write"):
         run("export_calls", "--output", str(tmp_path / "missing" / "calls.jsonl"))
+
+
+def test_jsonl_and_csv_carry_the_direction_and_the_recording_when_present(make_call, run):
+    inbound = make_call()
+    outbound = make_call(direction=Call.Direction.OUTBOUND, recording="recordings/2026/11/call.wav")
+
+    out, _ = run("export_calls", "--format", "jsonl")
+
+    records = {r["call_sid"]: r for r in jsonl(out)}
+    assert records[inbound.twilio_call_sid]["direction"] == "inbound"
+    assert "recording" not in records[inbound.twilio_call_sid]
+    assert records[outbound.twilio_call_sid]["direction"] == "outbound"
+    assert records[outbound.twilio_call_sid]["recording"] == "recordings/2026/11/call.wav"
+
+    out, _ = run("export_calls", "--format", "csv")
+    rows = {row["call_sid"]: row for row in csv.DictReader(io.StringIO(out))}
+    assert rows[outbound.twilio_call_sid]["direction"] == "outbound"

@@ -165,6 +165,18 @@ async def test_transfer_call_dials_the_configured_number(
         assert await call.wait_closed(15)
     after = await asyncio.to_thread(stream_ended_twiml, bridge, params)
     assert "Dial" in after.verbs
+    # Warm transfer: Twilio fetches the whisper once the person answers (seconds later: the bridge's events
+    # are stored by then); it says why the caller is coming.
+    wait_for(lambda: CallEvent.objects.filter(call__twilio_call_sid=params["CallSid"], kind="tool_call").exists())
+    status, body = signed_webhook_post(bridge.http, "/twilio/transfer-ended", {
+        **params, "CallStatus": "in-progress", "DialCallStatus": "no-answer", "DialCallDuration": "0"}, TWILIO_TOKEN)
+    assert status == 200 and parse_twiml(body).verbs == ["Say", "Hangup"]  # nobody answered: a message
+    whisper = await asyncio.to_thread(
+        signed_webhook_post, bridge.http, f"/twilio/whisper?call={params['CallSid']}",
+        {"CallSid": "CA" + "5" * 32, "AccountSid": params["AccountSid"], "CallStatus": "in-progress"}, TWILIO_TOKEN)
+    assert whisper[0] == 200 and "billing" in parse_twiml(whisper[1]).says[0]
+    outcome = CallEvent.objects.filter(call__twilio_call_sid=params["CallSid"], kind="status").last()
+    assert outcome.data["dial_status"] == "no-answer"
 
 
 async def test_http_tool_round_trip(bridge: ServerProcess, fresh_sim: RealtimeSimulator, agent: AgentConfig,

@@ -36,7 +36,9 @@ def collector() -> Iterator[FakeCollector]:
 def traced_bridge(sim: RealtimeSimulator, tls_files: TlsFiles, collector: FakeCollector,  # noqa: F811
                   django_db_blocker, tmp_path) -> Iterator[ServerProcess]:
     env = bridge_env(
-        sim.url, tls_files, VOICEOPS_COMPONENT="bridge", VOICEOPS_STAGE="dev",
+        # "all": the test posts the Twilio webhook to this same process, which a bridge-only process refuses
+        # (its host serves /media-stream and health only); the service name is the bridge's all the same.
+        sim.url, tls_files, VOICEOPS_COMPONENT="all", OTEL_SERVICE_NAME="voiceops-bridge", VOICEOPS_STAGE="dev",
         OTEL_EXPORTER_OTLP_ENDPOINT=collector.endpoint,
         OTEL_BSP_SCHEDULE_DELAY="600000",  # nothing leaves before the stop: the stop must flush
     )

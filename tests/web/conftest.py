@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -69,8 +70,9 @@ def http_tool(db: Any) -> Tool:
     )
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
+@contextmanager
+def launched_chromium(extra_args: tuple[str, ...] = ()) -> Iterator[Any]:
+    """Debian's chromium through Playwright's sync API."""
     from playwright.sync_api import sync_playwright
 
     # Playwright's sync API keeps an event loop on this thread, which makes Django refuse ORM calls
@@ -79,7 +81,7 @@ def browser() -> Iterator[Any]:
     os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "1"
     try:
         with sync_playwright() as playwright:
-            chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=LAUNCH_ARGS)
+            chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=[*LAUNCH_ARGS, *extra_args])
             yield chromium
             chromium.close()
     finally:
@@ -87,3 +89,9 @@ def browser() -> Iterator[Any]:
             os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
         else:
             os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = previous
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    with launched_chromium() as chromium:
+        yield chromium

@@ -107,13 +107,44 @@ def test_live_call_updates_without_a_reload(page: Any, front_desk: Any) -> None:
     expect(page.locator("#feed-state")).to_have_attribute("data-state", "ended")
 
 
-def test_test_call_page_shows_the_command(page: Any, front_desk: Any) -> None:
+def test_config_page_leads_to_the_browser_test_call(page: Any, front_desk: Any) -> None:
+    from playwright.sync_api import expect
+
+    page.goto(f"/admin/calls/agentconfig/{front_desk.pk}/change/")
+    page.click(".object-tools a:text('Test call')")
+    expect(page.locator("#tc-config")).to_have_value(str(front_desk.pk))
+    expect(page.locator("#tc-start")).to_be_visible()
+    expect(page.locator("#tc-state")).to_have_attribute("data-state", "idle")
+    expect(page.locator("#command")).to_have_count(0)  # no more simulate_call command to copy
+
+
+def test_place_a_call_from_the_dashboard(page: Any, front_desk: Any, settings: Any) -> None:
     from playwright.sync_api import expect
 
     from calls.models import PhoneNumber
+    from calls.simulators.twilio_rest import TwilioRestFake
+    from tests.conftest import ACCOUNT_SID, TWILIO_TOKEN
 
-    PhoneNumber.objects.create(number="+15550001111", label="Main", agent_config=front_desk)
-    page.goto("/dashboard/test-call/")
-    expect(page.locator("#command")).to_contain_text("manage.py simulate_call")
-    expect(page.locator("#command")).to_contain_text("+15550001111")
-    screenshot(page, "dashboard-test-call.png")
+    fake = TwilioRestFake(ACCOUNT_SID, TWILIO_TOKEN)
+    settings.TWILIO_API_BASE_URL = fake.start_in_thread()
+    settings.TWILIO_ACCOUNT_SID, settings.TWILIO_AUTH_TOKEN = ACCOUNT_SID, TWILIO_TOKEN
+    front_desk.calling_hours_start, front_desk.calling_hours_end = 0, 24
+    front_desk.save()
+    PhoneNumber.objects.create(number="+15005550006", label="Main", agent_config=front_desk)
+    try:
+        page.goto("/dashboard/")
+        page.click(".mainnav a:text('Place a call')")
+        page.fill("#id_to", "+1 (500) 555-0003")  # Twilio's test number for a geo-permission refusal
+        page.click("#place-call-form button[type=submit]")
+        expect(page.locator("#place-call-error")).to_contain_text("error 21215")
+        screenshot(page, "dashboard-place-call-refused.png")
+
+        page.fill("#id_to", "+14155550123")
+        page.click("#place-call-form button[type=submit]")
+        expect(page.locator(".messages")).to_contain_text("Calling +14155550123")
+        assert len(fake.calls) == 1
+        page.goto("/dashboard/outbound/")
+        expect(page.locator("table.grid tbody tr")).to_have_count(2)  # the refused one and the placed one
+        screenshot(page, "dashboard-place-call.png")
+    finally:
+        fake.stop()

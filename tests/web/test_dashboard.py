@@ -8,9 +8,9 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
-from calls.models import AgentConfig, Call, PhoneNumber
+from calls import stream_token
+from calls.models import AgentConfig, Call
 from calls.templatetags.voiceops import duration, mmss
-from calls.views import simulate_call_command, simulate_call_options
 from tests.web.helpers import make_call
 
 pytestmark = pytest.mark.django_db
@@ -174,23 +174,14 @@ def test_tool_call_summary_comes_from_its_data(admin_client, finished_call):
     assert payload["events"][0]["summary"] == 'lookup_appointment · {"name": "Sam"}'
 
 
-def test_test_call_page_shows_the_command_for_the_chosen_number(admin_client, front_desk):
-    PhoneNumber.objects.create(number="+15550001111", label="Main", agent_config=front_desk)
-    PhoneNumber.objects.create(number="+15550003333", label="Spare", agent_config=front_desk)
-    response = admin_client.get(reverse("dashboard:test_call") + f"?config={front_desk.pk}&number=%2B15550003333")
-    assert response.status_code == 200
-    assert response.context["number"] == "+15550003333"
-    assert "manage.py simulate_call" in response.context["command"]
-    assert "+15550003333" in response.context["command"]
-    assert response.context["command"] in response.content.decode()
-
-
-def test_test_call_page_explains_a_config_without_a_number(admin_client, front_desk):
+def test_test_call_page_offers_the_browser_call_for_the_chosen_config(admin_client, front_desk):
     other = AgentConfig.objects.create(name="Spanish line", instructions="Habla español.")
     response = admin_client.get(reverse("dashboard:test_call") + f"?config={other.pk}")
-    assert "has no active number" in response.content.decode()
-    response = admin_client.get(reverse("dashboard:test_call") + f"?config={front_desk.pk}")
-    assert "answers any number without a route" in response.content.decode()
+    assert response.status_code == 200 and response.context["config"] == other
+    page = response.content.decode()
+    assert reverse("dashboard:test_call_start", args=[other.pk]) in page
+    assert "simulate_call" not in page  # the browser call replaced the command line
+    assert admin_client.get(reverse("dashboard:test_call")).context["config"] == front_desk  # the default first
     assert admin_client.get(reverse("dashboard:test_call") + "?config=999").status_code == 404
 
 
@@ -198,21 +189,43 @@ def test_test_call_page_without_configs(admin_client, db):
     assert "There is no agent config yet." in admin_client.get(reverse("dashboard:test_call")).content.decode()
 
 
-def test_simulate_call_options_are_read_from_the_installed_command():
-    options = simulate_call_options()
-    assert options is not None and "--to" in options
-    assert simulate_call_command("+15550001111", options).startswith("python manage.py simulate_call --to +15550001111")
+def test_starting_a_test_call_makes_a_test_call_and_a_browser_token(admin_client, front_desk, settings):
+    settings.BRIDGE_PUBLIC_URL = "wss://bridge.example.com/media-stream"
+    response = admin_client.post(reverse("dashboard:test_call_start", args=[front_desk.pk]))
+    assert response.status_code == 201
+    info = response.json()
+    call = Call.objects.get(pk=info["call_id"])
+    assert call.is_test and call.agent_config == front_desk and call.twilio_call_sid == info["call_sid"]
+    assert call.config_snapshot["instructions"] == front_desk.instructions and call.placed_by == "user:admin"
+    assert stream_token.verify(info["token"], call.twilio_call_sid).config_id == front_desk.pk
+    assert info["stream_url"].startswith("wss://bridge.example.com/media-stream?token=")
+    scope = {"query_string": info["stream_url"].split("?", 1)[1].encode()}
+    assert stream_token.is_browser_call(scope)
+    assert info["live_path"] == f"/dashboard/live?call={call.pk}"
 
 
-def test_simulate_call_command_uses_the_options_the_command_has():
-    assert simulate_call_command("+15550001111", {"--to", "--from"}) == (
-        "python manage.py simulate_call --to +15550001111"
-    )
-    assert simulate_call_command("+15550001111", {"--wav"}) == "python manage.py simulate_call"
-    assert (
-        simulate_call_command("+1555", {"--to", "--out"}) == "python manage.py simulate_call --to +1555 --out reply.wav"
-    )
-    assert simulate_call_command("+15550001111", None) == "python manage.py simulate_call --to +15550001111"
+def test_starting_a_test_call_needs_staff_and_post(client, admin_client, front_desk, django_user_model):
+    url = reverse("dashboard:test_call_start", args=[front_desk.pk])
+    assert admin_client.get(url).status_code == 405
+    assert client.post(url).status_code == 302  # to the login
+    client.force_login(django_user_model.objects.create_user("intern", password="pw-123456789", is_staff=True))
+    assert client.post(url).status_code == 403
+    assert admin_client.post(reverse("dashboard:test_call_start", args=[999])).status_code == 404
+    assert not Call.objects.exists()
+
+
+def test_phone_call_tokens_do_not_open_a_browser_handshake(front_desk):
+    token = stream_token.mint("CA" + "2" * 32, front_desk.pk)
+    assert not stream_token.is_browser_call({"query_string": f"token={token}".encode()})
+    assert not stream_token.is_browser_call({"query_string": b"token=forged"})
+    assert not stream_token.is_browser_call({"query_string": b""})
+
+
+def test_test_calls_stay_out_of_the_headline_figures(admin_client, front_desk):
+    make_call(front_desk)
+    make_call(front_desk, sid="CA" + "9" * 32, is_test=True)
+    day = admin_client.get(reverse("dashboard:index")).context["day"]
+    assert day["total"] == 1 and day["completed"] == 1
 
 
 def test_time_filters():

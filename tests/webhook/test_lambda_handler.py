@@ -80,3 +80,18 @@ def test_mangum_handler_answers_signed_voice_webhook_with_twiml():
     assert list(Call.objects.values_list("twilio_call_sid", flat=True)) == ["CA" + "a" * 32]
     # The slim slice keeps its cold start small: no bridge, Channels, daphne or admin imported.
     assert result["heavy_modules"] == []
+
+
+def test_api_gateway_routes_every_webhook_path():
+    """The CDK app routes exactly the paths the webhook URLconf serves: a path without a route is a 404 that
+    Twilio turns into an error message to the caller (the CDK app cannot import Django, hence the parse)."""
+    import ast
+    from pathlib import Path
+
+    from lambda_webhook import urls
+
+    source = (Path(__file__).resolve().parents[2] / "deploy/cdk/voiceops_cdk/webhook.py").read_text()
+    assignment = next(node for node in ast.parse(source).body
+                      if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", "") == "WEBHOOK_PATHS")
+    routed = set(ast.literal_eval(assignment.value))
+    assert routed == {f"/{pattern.pattern}" for pattern in urls.urlpatterns}

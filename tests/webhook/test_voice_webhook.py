@@ -176,7 +176,7 @@ def test_stream_ended_action_follows_the_end_reason(client, twilio_settings, def
     root = ET.fromstring(response.content)
     assert root.find(expect) is not None
     if expect == "Dial":
-        assert root.find("Dial").text == "+14155550199"
+        assert root.find("Dial/Number").text == "+14155550199"
 
 
 def test_local_mode_without_token_accepts_unsigned_only_in_debug(client, settings, default_config):

@@ -1,7 +1,8 @@
 """`manage.py runbridge`: serve `voiceops.asgi:application` with daphne, draining live calls on SIGTERM.
 
 The bridge image runs it on ECS behind the ALB; `make run` runs it locally. See `bridge.server` for the
-signal handling, `bridge.ecs_protection` for task scale-in protection and `bridge.metrics` for the metrics.
+signal handling and `bridge.metrics` for the metrics. There is no ECS task scale-in protection: the task drains
+by ALB deregistration, which never blocks a deployment (deploy/cdk/tests/test_drain_model.py).
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ from django.apps import apps
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from bridge import ecs_protection
 from bridge.lifecycle import state
 from bridge.metrics import CallMetrics
 from bridge.server import BridgeServer
@@ -62,7 +62,6 @@ class Command(BaseCommand):
             on_start.append(call_metrics.start)
             # A last line with the final counters; no gauge point, which would skew that minute's average.
             on_stop += [functools.partial(call_metrics.emit, gauge=False), call_metrics.stop]
-        ecs_protection.install(state)
 
         server = BridgeServer(
             application, host=host, port=port, drain_timeout_s=settings.DRAIN_TIMEOUT_S, state=state,

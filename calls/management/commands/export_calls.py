@@ -28,6 +28,7 @@ CSV_COLUMNS = [
     "call_sid",
     "from_number",
     "to_number",
+    "direction",
     "config_id",
     "config_name",
     "config_revision",
@@ -75,12 +76,13 @@ def call_record(call: Call, mask_numbers: bool = False) -> dict[str, Any]:
     snapshot = call.config_snapshot or {}
     events = list(call.events.all())  # prefetched, already ordered by seq
     number = mask_phone if mask_numbers else (lambda n: n)
-    return {
+    record = {
         "call_sid": call.twilio_call_sid,
         "account_sid": call.account_sid,
         "stream_sid": call.stream_sid,
         "from_number": number(call.from_number),
         "to_number": number(call.to_number),
+        "direction": call.direction,
         "config": {
             "id": snapshot.get("config_id", call.agent_config_id),
             "name": snapshot.get("name", call.agent_config.name if call.agent_config else None),
@@ -105,6 +107,9 @@ def call_record(call: Call, mask_numbers: bool = False) -> dict[str, Any]:
         ],
         "transcript": transcript_text(events),
     }
+    if call.recording:
+        record["recording"] = call.recording.name  # the file in the default storage (S3 key or local path)
+    return record
 
 
 def csv_row(record: dict[str, Any]) -> list[Any]:

@@ -26,6 +26,7 @@ from twilio.http.response import Response
 from twilio.rest import Client
 
 from calls.models import AgentConfig, PhoneNumber
+from calls.outbound import rest_client
 from calls.validators import validate_e164
 
 
@@ -98,7 +99,7 @@ def make_client(http_client: HttpClient | None = None) -> Client:
         raise CommandError(
             "TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN must be set to read the account's numbers."
         )
-    return Client(sid, token, http_client=http_client)
+    return rest_client(http_client)
 
 
 def fetch_numbers(client: Client) -> list[TwilioNumber]:

@@ -64,6 +64,9 @@ def test_cdk_nag_fails_synth_on_an_unacknowledged_finding() -> None:
         ({"drain_timeout_s": 300}, "drain_timeout_s"),
         ({"domain": "not a domain"}, "domain"),
         ({"hosted_zone_id": "Z1"}, "hosted_zone"),
+        ({"interface_endpoints": "maybe"}, "interface_endpoints"),
+        ({"webhook_reserved_concurrency": -1}, "webhook_reserved_concurrency"),
+        ({"webhook_rate_limit": 50, "webhook_burst_limit": 10}, "webhook_rate_limit"),
     ],
 )
 def test_bad_context_fails_before_anything_is_built(context: dict, message: str) -> None:

@@ -33,20 +33,45 @@ def test_bridge_route_health_check_and_drain_numbers_match(each: Synth) -> None:
     template = each.template("bridge")
     settings = each.settings
     target_group = only(template, "AWS::ElasticLoadBalancingV2::TargetGroup")["Properties"]
-    assert target_group["HealthCheckPath"] == "/readyz"
     assert target_group["TargetType"] == "ip"
     attributes = {a["Key"]: a["Value"] for a in target_group["TargetGroupAttributes"]}
     bridge = containers(template)[f"{settings.name_prefix}-bridge/bridge"]
     assert int(env_of(bridge)["DRAIN_TIMEOUT_S"]) == settings.drain_timeout_s == 110
     assert bridge["StopTimeout"] == settings.drain_timeout_s + 10 == 120
-    assert int(attributes["deregistration_delay.timeout_seconds"]) == bridge["StopTimeout"]
-    template.has_resource_properties(
-        "AWS::ElasticLoadBalancingV2::ListenerRule",
-        {"Conditions": [{"Field": "host-header", "HostHeaderConfig": {"Values": [settings.bridge_host]}}]},
-    )
+    # Deregistration drains calls (the ALB's maximum); SIGTERM comes after it, so the two are not tied.
+    assert int(attributes["deregistration_delay.timeout_seconds"]) == 3600
 
 
-def test_drain_timeout_context_moves_stop_timeout_and_deregistration_delay_together() -> None:
+def test_bridge_host_forwards_only_the_media_stream_and_health_paths(each: Synth) -> None:
+    """Issue 7 item 11: bridge.<domain> served the whole URLconf, /admin and /dashboard included."""
+    template = each.template("bridge")
+    host = each.settings.bridge_host
+    rules = [
+        r["Properties"]
+        for r in resources(template, "AWS::ElasticLoadBalancingV2::ListenerRule").values()
+        if any(c.get("HostHeaderConfig", {}).get("Values") == [host] for c in r["Properties"]["Conditions"])
+    ]
+    assert len(rules) == 1
+    conditions = {c["Field"]: c for c in rules[0]["Conditions"]}
+    assert set(conditions) == {"host-header", "path-pattern"}
+    assert sorted(conditions["path-pattern"]["PathPatternConfig"]["Values"]) == ["/healthz", "/media-stream", "/readyz"]
+    assert rules[0]["Actions"][0]["Type"] == "forward"
+    # Everything else on that host falls to the listener's default: a fixed 404.
+    listener = only(template, "AWS::ElasticLoadBalancingV2::Listener")["Properties"]
+    assert listener["DefaultActions"][0]["FixedResponseConfig"]["StatusCode"] == "404"
+
+
+def test_alb_and_container_health_checks_are_liveness_not_dependencies(each: Synth) -> None:
+    """Issue 7 item 8: /readyz fails while the database or Redis is down; as the ALB health check it made ECS
+    replace every task carrying calls during a failover. The check that replaces tasks is /healthz."""
+    template = each.template("bridge")
+    target_group = only(template, "AWS::ElasticLoadBalancingV2::TargetGroup")["Properties"]
+    assert target_group["HealthCheckPath"] == "/healthz"
+    bridge = containers(template)[f"{each.settings.name_prefix}-bridge/bridge"]
+    assert "/healthz" in " ".join(bridge["HealthCheck"]["Command"])
+
+
+def test_drain_timeout_context_moves_stop_timeout_not_the_deregistration_delay() -> None:
     voiceops = build({"stage": "dev", "drain_timeout_s": 60}, nag=False)
     from aws_cdk.assertions import Template
 
@@ -56,7 +81,7 @@ def test_drain_timeout_context_moves_stop_timeout_and_deregistration_delay_toget
     assert env_of(bridge)["DRAIN_TIMEOUT_S"] == "60"
     target_group = only(template, "AWS::ElasticLoadBalancingV2::TargetGroup")["Properties"]
     attributes = {a["Key"]: a["Value"] for a in target_group["TargetGroupAttributes"]}
-    assert attributes["deregistration_delay.timeout_seconds"] == "70"
+    assert attributes["deregistration_delay.timeout_seconds"] == "3600"
 
 
 def test_deployments_start_new_tasks_first_and_roll_back_on_failure(each: Synth) -> None:
@@ -93,10 +118,10 @@ def test_autoscaling_tracks_cpu_memory_and_active_calls(each: Synth) -> None:
     assert custom[0]["TargetValue"] == each.settings.active_calls_target
 
 
-def test_task_may_protect_itself_from_scale_in_and_publish_its_metric(each: Synth) -> None:
+def test_task_does_not_protect_itself_and_publishes_its_metric(each: Synth) -> None:
+    """Task scale-in protection held while calls are live blocked deployments (tests/test_drain_model.py)."""
     found = text(statements(each.template("bridge")))
-    assert "ecs:UpdateTaskProtection" in found
-    assert f"task/{each.settings.name_prefix}/*" in found
+    assert "TaskProtection" not in found
     assert '"cloudwatch:namespace": ["VoiceOps"' in found
 
 

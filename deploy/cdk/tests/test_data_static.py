@@ -48,3 +48,17 @@ def test_static_bucket_private_behind_cloudfront_oac(each: Synth) -> None:
         )
     policies = text(resources(template, "AWS::S3::BucketPolicy"))
     assert "cloudfront.amazonaws.com" in policies and "aws:SecureTransport" in policies
+
+
+def test_postgres_version_pin_agrees_with_auto_minor_upgrade(each: Synth) -> None:
+    """Issue 7 item 13. With AutoMinorVersionUpgrade on, RDS moves the instance to newer minors on its own;
+    a template that names a minor (17.9) then asks a later update to go back, which RDS refuses ("Cannot
+    upgrade postgres from 17.10 to 17.9"). So: major only + auto minor upgrade, or a minor + auto off."""
+    db = only(each.template("data"), "AWS::RDS::DBInstance")["Properties"]
+    version = db["EngineVersion"]
+    if db.get("AutoMinorVersionUpgrade", True):  # RDS's default is on
+        assert "." not in version, f"auto minor upgrade is on, yet the template pins the minor {version}"
+    else:
+        assert version.count(".") == 1, f"auto minor upgrade is off: pin the minor, not {version}"
+    params = only(each.template("data"), "AWS::RDS::DBParameterGroup")["Properties"]
+    assert params["Family"] == f"postgres{version.split('.')[0]}"

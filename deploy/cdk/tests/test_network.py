@@ -17,13 +17,33 @@ def test_vpc_spans_two_azs_with_public_app_and_data_subnets(each: Synth) -> None
     template.resource_count_is("AWS::EC2::FlowLog", 1)
 
 
-def test_vpc_endpoints_cover_ecr_secrets_ssm_logs_and_s3(each: Synth) -> None:
-    endpoints = resources(each.template("network"), "AWS::EC2::VPCEndpoint")
-    names = " ".join(str(e["Properties"]["ServiceName"]) for e in endpoints.values())
-    for service in ("ecr.api", "ecr.dkr", "secretsmanager", "ssm", "logs", ".s3"):
+def _endpoints(template) -> dict[str, str]:
+    found = resources(template, "AWS::EC2::VPCEndpoint").values()
+    return {str(e["Properties"]["ServiceName"]): e["Properties"].get("VpcEndpointType", "Gateway") for e in found}
+
+
+def test_interface_endpoints_are_off_by_default_the_free_s3_gateway_stays(each: Synth) -> None:
+    """Issue 7 item 18: six interface endpoints in two AZs cost ~$88/month before traffic; off by default."""
+    endpoints = _endpoints(each.template("network"))
+    assert list(endpoints.values()) == ["Gateway"] and ".s3" in next(iter(endpoints))
+    # Without endpoints, every app group reaches AWS APIs (ECR, SSM, Logs) through NAT on 443.
+    for group in resources(each.template("network"), "AWS::EC2::SecurityGroup").values():
+        description = group["Properties"]["GroupDescription"]
+        if description.startswith(("Bridge", "Web tasks", "Webhook", "One-off")):
+            egress = group["Properties"]["SecurityGroupEgress"]
+            assert any(e.get("CidrIp") == "0.0.0.0/0" and e["FromPort"] == 443 for e in egress), description
+
+
+def test_interface_endpoints_on_request_cover_ecr_secrets_ssm_logs_and_metrics() -> None:
+    from aws_cdk.assertions import Template
+    from voiceops_cdk.app import build
+
+    template = Template.from_stack(build({"interface_endpoints": "true"}, nag=False).network)
+    endpoints = _endpoints(template)
+    names = " ".join(endpoints)
+    for service in ("ecr.api", "ecr.dkr", "secretsmanager", "ssm", "logs", "monitoring", ".s3"):
         assert service in names, f"no VPC endpoint for {service}"
-    kinds = {e["Properties"].get("VpcEndpointType", "Gateway") for e in endpoints.values()}
-    assert kinds == {"Interface", "Gateway"}
+    assert sorted(endpoints.values()).count("Interface") == 6
 
 
 def _ingress(template, target_prefix: str) -> list[tuple[str, int]]:

@@ -85,6 +85,15 @@ EXPECTED_ALARMS = {
     "webhook-throttles",
     "rds-cpu",
     "active-calls-near-capacity",
+    # Issue 7 item 12: failures the list above missed.
+    "api-5xx",
+    "api-latency",
+    "bridge-running-below-desired",
+    "rds-free-storage",
+    "rds-connections",
+    "redis-cpu-001",
+    "redis-memory-001",
+    "redis-evictions-001",
 }
 
 
@@ -109,3 +118,95 @@ def test_slack_through_chatbot_when_configured(dev: Synth, prod: Synth) -> None:
     assert not resources(dev.template("observability"), "AWS::Chatbot::SlackChannelConfiguration")
     slack = only(prod.template("observability"), "AWS::Chatbot::SlackChannelConfiguration")["Properties"]
     assert slack["SlackChannelId"] == "C0123ABCD" and slack["SnsTopicArns"]
+
+
+def test_apprunner_admin_host_points_at_app_runner_not_the_alb(prod: Synth) -> None:
+    """Issue 7 item 16: with web_platform=apprunner, admin.<domain> was an alias of the ALB (which has no
+    admin service then). It is an App Runner custom domain, CNAME'd to the DNS target App Runner returns."""
+    host = prod.settings.web_host
+    bridge_records = resources(prod.template("bridge"), "AWS::Route53::RecordSet").values()
+    assert f"{host}." not in [r["Properties"]["Name"] for r in bridge_records]
+    web = prod.template("web")
+    [association] = resources(web, "Custom::AWS").values()
+    create = text(association["Properties"]["Create"])
+    assert "associateCustomDomain" in create and host in create and "WebService" in create
+    assert "disassociateCustomDomain" in text(association["Properties"]["Delete"])
+    [record] = [r["Properties"] for r in resources(web, "AWS::Route53::RecordSet").values()]
+    assert record["Name"] == f"{host}." and record["Type"] == "CNAME"
+    assert "DNSTarget" in text(record["ResourceRecords"])
+
+
+def test_fargate_admin_host_is_on_the_alb(dev: Synth) -> None:
+    from aws_cdk.assertions import Template
+    from voiceops_cdk.app import build
+
+    zone = {"hosted_zone_id": "Z0123456789ABCDEFGHIJ", "hosted_zone_name": "dev.voice.example.com"}
+    bridge = Template.from_stack(build({"stage": "dev", "domain": "dev.voice.example.com", **zone}, nag=False).bridge)
+    names = [r["Properties"]["Name"] for r in resources(bridge, "AWS::Route53::RecordSet").values()]
+    assert sorted(names) == ["admin.dev.voice.example.com.", "bridge.dev.voice.example.com."]
+    assert not resources(dev.template("web"), "Custom::AWS")
+
+
+def test_apprunner_tracing_is_really_on(prod: Synth) -> None:
+    """Issue 7 item 16: the observability configuration was there, but the app only traces when
+    OTEL_EXPORTER_OTLP_ENDPOINT is set (voiceops.tracing) and the variant removed it; App Runner's collector
+    listens on localhost:4317 (https://docs.aws.amazon.com/apprunner/latest/dg/monitor-xray.html)."""
+    template = prod.template("web")
+    service = only(template, "AWS::AppRunner::Service")["Properties"]
+    assert service["ObservabilityConfiguration"]["ObservabilityEnabled"] is True
+    config = only(template, "AWS::AppRunner::ObservabilityConfiguration")["Properties"]
+    assert config["TraceConfiguration"] == {"Vendor": "AWSXRAY"}
+    image = service["SourceConfiguration"]["ImageRepository"]["ImageConfiguration"]
+    env = {kv["Name"]: kv["Value"] for kv in image["RuntimeEnvironmentVariables"]}
+    assert env["OTEL_EXPORTER_OTLP_ENDPOINT"] in ("http://127.0.0.1:4317", "http://localhost:4317")
+    assert "xray" in env["OTEL_PROPAGATORS"]
+    instance_role = service["InstanceConfiguration"]["InstanceRoleArn"]["Fn::GetAtt"][0]
+    granted = [
+        s
+        for p in resources(template, "AWS::IAM::Policy").values()
+        if {"Ref": instance_role} in p["Properties"]["Roles"]
+        for s in p["Properties"]["PolicyDocument"]["Statement"]
+    ]
+    assert "xray:PutTraceSegments" in text(granted)
+
+
+def _alarms(synth: Synth) -> dict[str, dict]:
+    found = resources(synth.template("observability"), "AWS::CloudWatch::Alarm").values()
+    return {a["Properties"]["AlarmName"].removeprefix(f"{synth.settings.name_prefix}-"): a["Properties"] for a in found}
+
+
+def test_alarms_catch_webhook_500s_missing_tasks_redis_and_rds_limits(each: Synth) -> None:
+    """Issue 7 item 12. Mangum turns a Django exception into a 500 response, a successful invocation
+    (Lambda Errors stays 0): API Gateway's 5xx and latency see it."""
+    alarms = _alarms(each)
+    api_5xx = alarms["api-5xx"]
+    assert (api_5xx["Namespace"], api_5xx["MetricName"]) == ("AWS/ApiGateway", "5xx")
+    dimensions = {d["Name"]: d["Value"] for d in api_5xx["Dimensions"]}
+    assert dimensions["Stage"] == "$default" and "webhookapiid" in text(dimensions["ApiId"]).lower()
+    assert alarms["api-latency"]["ExtendedStatistic"] == "p90"
+    for kind in ["bridge", "web"] if each.settings.web_platform == "fargate" else ["bridge"]:
+        missing = alarms[f"{kind}-running-below-desired"]
+        metrics = {m["Id"]: m for m in missing["Metrics"]}
+        assert metrics[next(i for i, m in metrics.items() if "Expression" in m)]["Expression"] == "desired - running"
+        names = {m["MetricStat"]["Metric"]["MetricName"] for m in metrics.values() if "MetricStat" in m}
+        assert names == {"DesiredTaskCount", "RunningTaskCount"}
+        assert f"-{kind}" in text(missing["Metrics"])
+    nodes = ["001", "002"] if each.settings.is_prod else ["001"]
+    for node in nodes:
+        assert alarms[f"redis-memory-{node}"]["MetricName"] == "DatabaseMemoryUsagePercentage"
+        assert alarms[f"redis-evictions-{node}"]["MetricName"] == "Evictions"
+        [dimension] = alarms[f"redis-cpu-{node}"]["Dimensions"]
+        separator, (group, suffix) = dimension["Value"]["Fn::Join"]  # <replication group id>-<node>
+        assert (dimension["Name"], separator, suffix) == ("CacheClusterId", "-", node)
+        assert "redisreplicationgroupid" in text(group).lower()
+    storage = alarms["rds-free-storage"]
+    assert storage["MetricName"] == "FreeStorageSpace" and storage["ComparisonOperator"].startswith("LessThan")
+    assert alarms["rds-connections"]["MetricName"] == "DatabaseConnections"
+
+
+def test_alarms_without_slack_or_email_warn_at_synth(dev: Synth, prod: Synth) -> None:
+    from aws_cdk.assertions import Annotations, Match
+
+    warning = Match.string_like_regexp("reach nobody")
+    Annotations.from_stack(dev.voiceops.observability).has_warning("*", warning)
+    Annotations.from_stack(prod.voiceops.observability).has_no_warning("*", warning)  # prod has Slack

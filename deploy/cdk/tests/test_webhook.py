@@ -12,7 +12,6 @@ def test_lambda_runtime_cost_cap_tracing_and_vpc(each: Synth) -> None:
     function = only(template, "AWS::Lambda::Function")["Properties"]
     assert function["Runtime"] == "python3.13"
     assert function["Handler"] == "lambda_entry.handler"
-    assert function["ReservedConcurrentExecutions"] == each.settings.webhook_reserved_concurrency
     assert function["TracingConfig"] == {"Mode": "Active"}
     assert function["VpcConfig"]["SubnetIds"]
     env = function["Environment"]["Variables"]
@@ -47,7 +46,9 @@ def test_http_api_default_stage_routes_and_custom_domain(each: Synth) -> None:
     assert stage["StageName"] == "$default" and stage["AutoDeploy"] is True
     assert stage["AccessLogSettings"]["DestinationArn"]
     routes = {r["Properties"]["RouteKey"] for r in resources(template, "AWS::ApiGatewayV2::Route").values()}
-    assert routes == {"POST /twilio/voice", "POST /twilio/status"}
+    assert routes == {"POST /twilio/voice", "POST /twilio/status", "POST /twilio/stream-ended",
+                      "POST /twilio/outbound", "POST /twilio/amd", "POST /twilio/whisper",
+                      "POST /twilio/transfer-ended"}
     domain = only(template, "AWS::ApiGatewayV2::DomainName")["Properties"]
     assert domain["DomainName"] == each.settings.api_host
     mapping = only(template, "AWS::ApiGatewayV2::ApiMapping")["Properties"]
@@ -59,3 +60,64 @@ def test_http_api_default_stage_routes_and_custom_domain(each: Synth) -> None:
 def test_dns_record_only_when_a_zone_is_given(dev: Synth, prod: Synth) -> None:
     assert not resources(dev.template("webhook"), "AWS::Route53::RecordSet")
     assert len(resources(prod.template("webhook"), "AWS::Route53::RecordSet")) == 1
+
+
+def _layers(context: dict) -> str:
+    from aws_cdk.assertions import Template
+    from voiceops_cdk.app import build
+
+    function = only(Template.from_stack(build(context, nag=False).webhook), "AWS::Lambda::Function")
+    return text(function["Properties"]["Layers"])
+
+
+def test_adot_layer_arn_is_the_one_aws_publishes_in_the_region() -> None:
+    """Issue 7 item 15: the layer's account and version differ by region (AWS's ADOT Lambda layer list,
+    https://aws-otel.github.io/docs/getting-started/lambda/lambda-python)."""
+    assert _layers({"region": "us-east-1"}) == (
+        '["arn:aws:lambda:us-east-1:615299751070:layer:AWSOpenTelemetryDistroPython:25"]'
+    )
+    # Milan: another publishing account, another version.
+    assert _layers({"region": "eu-south-1"}) == (
+        '["arn:aws:lambda:eu-south-1:257394471194:layer:AWSOpenTelemetryDistroPython:19"]'
+    )
+    pinned = "arn:aws:lambda:eu-south-1:257394471194:layer:AWSOpenTelemetryDistroPython:18"
+    assert _layers({"region": "eu-south-1", "adot_lambda_layer_arn": pinned}) == f'["{pinned}"]'
+
+
+def test_unknown_region_for_the_adot_layer_fails_synth_with_what_to_do() -> None:
+    import pytest
+    from voiceops_cdk.app import build
+
+    with pytest.raises(ValueError, match="adot_lambda_layer_arn"):
+        build({"region": "us-gov-west-1"}, nag=False)
+    build({"region": "us-gov-west-1", "adot_lambda_layer_arn": "arn:aws-us-gov:lambda:us-gov-west-1:1:layer:x:1"},
+          nag=False)
+
+
+def test_cost_cap_is_stage_throttling_not_reserved_concurrency_by_default(each: Synth) -> None:
+    """Issue 7 item 2. New accounts have a Lambda concurrency quota of 10, and Lambda keeps at least that
+    many unreserved ("Specified ReservedConcurrentExecutions for function decreases account's
+    UnreservedConcurrentExecution below its minimum value of [10]"; AWS Lambda quotas and
+    PutFunctionConcurrency: https://docs.aws.amazon.com/lambda/latest/dg/gettingstarted-limits.html), so
+    any reservation fails there. The default cap is the HTTP API stage's throttle (429 above it)."""
+    template = each.template("webhook")
+    function = only(template, "AWS::Lambda::Function")["Properties"]
+    assert "ReservedConcurrentExecutions" not in function
+    route_settings = only(template, "AWS::ApiGatewayV2::Stage")["Properties"]["DefaultRouteSettings"]
+    assert route_settings["ThrottlingRateLimit"] == each.settings.webhook_rate_limit >= 1
+    assert route_settings["ThrottlingBurstLimit"] == each.settings.webhook_burst_limit
+    assert route_settings["ThrottlingBurstLimit"] >= route_settings["ThrottlingRateLimit"]
+
+
+def test_reserved_concurrency_and_throttle_only_as_asked_in_context() -> None:
+    from aws_cdk.assertions import Template
+    from voiceops_cdk.app import build
+
+    template = Template.from_stack(
+        build(
+            {"webhook_reserved_concurrency": 25, "webhook_rate_limit": 7, "webhook_burst_limit": 9}, nag=False
+        ).webhook
+    )
+    assert only(template, "AWS::Lambda::Function")["Properties"]["ReservedConcurrentExecutions"] == 25
+    route_settings = only(template, "AWS::ApiGatewayV2::Stage")["Properties"]["DefaultRouteSettings"]
+    assert (route_settings["ThrottlingRateLimit"], route_settings["ThrottlingBurstLimit"]) == (7, 9)

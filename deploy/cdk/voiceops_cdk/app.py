@@ -12,7 +12,7 @@ from voiceops_cdk.ci import CiStack, release_tag_parameter_name
 from voiceops_cdk.config import DeploySettings, settings_from_context
 from voiceops_cdk.data import DataStack
 from voiceops_cdk.network import NetworkStack
-from voiceops_cdk.observability import ObservabilityStack, Watched
+from voiceops_cdk.observability import ObservabilityStack
 from voiceops_cdk.runtime import AppDependencies
 from voiceops_cdk.static import StaticStack
 from voiceops_cdk.web import WebStack
@@ -46,12 +46,10 @@ class VoiceOps:
         vpc, sgs = self.network.vpc, self.network.security_groups
         self.data = DataStack(app, vpc=vpc, security_groups=sgs, **common("data", "PostgreSQL, RDS Proxy, Redis"))
         self.static = StaticStack(app, **common("static", "static files (S3 + CloudFront), access logs"))
-        assert self.data.db_secret is not None
+        # Only the foundation stacks (ci, network, static) pass constructs to the others (CloudFormation
+        # exports); the data, bridge, web and webhook stacks hand values on through SSM (voiceops_cdk.links),
+        # so replacing a database, Redis, the proxy or switching the web platform never meets an export in use.
         deps = AppDependencies(
-            db_host=self.data.database.db_instance_endpoint_address,
-            db_port=self.data.database.db_instance_endpoint_port,
-            db_secret=self.data.db_secret,
-            redis_url=self.data.redis_url,
             static_bucket_name=self.static.bucket.bucket_name,
             static_domain=self.static.distribution.distribution_domain_name,
             bridge_repository=self.ci.repositories["bridge"],
@@ -71,35 +69,24 @@ class VoiceOps:
             vpc=vpc,
             security_groups=sgs,
             deps=deps,
-            cluster=self.bridge.cluster,
-            listener=self.bridge.listener,
-            static_bucket=self.static.bucket,
             **common("web", f"web app on {settings.web_platform}, release task"),
         )
         self.webhook = WebhookStack(
             app,
             vpc=vpc,
             security_groups=sgs,
-            proxy_endpoint=self.data.proxy.endpoint,
-            db_secret=self.data.db_secret,
             artifacts=self.ci.artifacts,
             release_tag_parameter=deps.release_tag_parameter,
             **common("webhook", "Twilio webhooks: HTTP API + Lambda"),
         )
-        target_groups = {"bridge": self.bridge.target_group}
-        if self.web.target_group is not None:
-            target_groups["web"] = self.web.target_group
-        self.observability = ObservabilityStack(
-            app,
-            watched=Watched(
-                alb=self.bridge.alb,
-                target_groups=target_groups,
-                bridge_log_group=self.bridge.log_group,
-                webhook=self.webhook.function,
-                database=self.data.database,
-            ),
-            **common("observability", "alarms to SNS and Slack"),
-        )
+        self.observability = ObservabilityStack(app, **common("observability", "alarms to SNS and Slack"))
+        # The order the SSM links need (a reader deploys after the stack that writes its parameters).
+        self.bridge.add_stack_dependency(self.data)
+        self.web.add_stack_dependency(self.bridge)
+        self.web.add_stack_dependency(self.data)
+        self.webhook.add_stack_dependency(self.data)
+        for producer in (self.data, self.bridge, self.web, self.webhook):
+            self.observability.add_stack_dependency(producer)
         self.stacks: dict[str, Stack] = {
             "ci": self.ci,
             "network": self.network,

@@ -1,13 +1,20 @@
 """The media bridge: ECS cluster, the public ALB (HTTPS, long idle timeout) and the bridge Fargate service.
 
-Long calls shape every number here: the ALB keeps a deregistering target for as long as the app drains
-(DRAIN_TIMEOUT_S), the container gets the same time after SIGTERM, deployments start new tasks before old
-ones stop, and each task may protect itself from scale-in while it carries calls.
+Long calls shape every number here. A task drains by ALB deregistration, for deployments and scale-in
+alike: deployments start new tasks and wait for them to pass the ALB health check (100 %/200 %) before ECS
+deregisters an old one; the ALB sends a deregistering target no new connections while its established
+WebSockets go on, for up to the deregistration delay (3600 s, the ALB's maximum, longer than the longest
+call); ECS sends SIGTERM only once deregistration is complete, and the app's drain (DRAIN_TIMEOUT_S) fits
+inside the container's stopTimeout. No task protects itself from scale-in: a protected task blocks
+deployments and stays registered, so it keeps taking new calls (see tests/test_drain_model.py).
+
+The ALB health check is liveness (`/healthz`: the process answers), never dependency status: a database or
+Redis failover must not make ECS replace every task carrying calls.
 """
 
 from __future__ import annotations
 
-from aws_cdk import Aws, CfnOutput, Duration, Stack
+from aws_cdk import CfnOutput, Duration, Stack
 from aws_cdk import aws_certificatemanager as acm
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_ec2 as ec2
@@ -19,8 +26,9 @@ from aws_cdk import aws_route53_targets as route53_targets
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
+from voiceops_cdk import links
 from voiceops_cdk.config import ACTIVE_CALLS_METRIC, APP_PORT, METRIC_NAMESPACE, DeploySettings
-from voiceops_cdk.nag import ANY_RESOURCE, acknowledge, arn_finding
+from voiceops_cdk.nag import ANY_RESOURCE, acknowledge
 from voiceops_cdk.network import SecurityGroups
 from voiceops_cdk.runtime import (
     AppDependencies,
@@ -29,12 +37,16 @@ from voiceops_cdk.runtime import (
     allow_metrics,
     app_environment,
     app_secrets,
+    data_links,
     log_group,
     release_tag,
 )
 
 ALB_IDLE_TIMEOUT_S = 3600  # an OpenAI Realtime session lasts at most 60 minutes
 BRIDGE_RULE_PRIORITY = 10
+# All the bridge host serves; anything else on bridge.<domain> gets the listener's 404 (the admin and the
+# dashboard are on admin.<domain> only). The app refuses the rest as well (voiceops.asgi).
+BRIDGE_PATHS = ("/media-stream", "/healthz", "/readyz")
 
 
 def hosted_zone(scope: Construct, settings: DeploySettings) -> route53.IHostedZone | None:
@@ -78,7 +90,7 @@ class BridgeStack(Stack):
         self.cluster = ecs.Cluster(
             self,
             "Cluster",
-            cluster_name=prefix,
+            cluster_name=settings.cluster_name,
             vpc=vpc,
             container_insights_v2=ecs.ContainerInsights.ENHANCED,
         )
@@ -93,7 +105,8 @@ class BridgeStack(Stack):
                 self,
                 "Certificate",
                 domain_name=settings.bridge_host,
-                subject_alternative_names=[settings.web_host],
+                # admin.<domain> is on this ALB only with web_platform=fargate (App Runner has its own).
+                subject_alternative_names=[settings.web_host] if settings.web_platform == "fargate" else None,
                 # Without a zone, CloudFormation waits until the operator adds the CNAMEs it prints.
                 validation=acm.CertificateValidation.from_dns(self.zone),
             )
@@ -150,38 +163,31 @@ class BridgeStack(Stack):
         image = ecs.ContainerImage.from_ecr_repository(
             deps.bridge_repository, release_tag(self, deps.release_tag_parameter)
         )
+        data = data_links(self, settings)
         self.container = add_app_container(
             task,
             name="bridge",
             image=image,
-            environment=app_environment(settings, deps, "bridge", [settings.bridge_host]),
-            secrets=app_secrets(self, settings, deps.db_secret),
+            environment=app_environment(settings, deps, data, "bridge", [settings.bridge_host]),
+            secrets=app_secrets(self, settings, data.db_secret),
             group=self.log_group,
             stop_timeout_s=settings.stop_timeout_s,
         )
         add_otel_sidecar(task, self.log_group)
         allow_metrics(task)
-        # Scale-in protection while calls are live: the bridge protects its own task through the ECS agent
-        # endpoint. IAM cannot name "this task", so the grant is every task of this cluster.
-        task.add_to_task_role_policy(
-            iam.PolicyStatement(
-                sid="TaskScaleInProtection",
-                actions=["ecs:UpdateTaskProtection", "ecs:GetTaskProtection"],
-                resources=[f"arn:{Aws.PARTITION}:ecs:{Aws.REGION}:{Aws.ACCOUNT_ID}:task/{prefix}/*"],
-            )
-        )
 
         self.service = ecs.FargateService(
             self,
             "BridgeService",
-            service_name=f"{prefix}-bridge",
+            service_name=settings.service_name("bridge"),
             cluster=self.cluster,
             task_definition=task,
             desired_count=settings.bridge_min_tasks,
             security_groups=[sgs.bridge],
             vpc_subnets=ec2.SubnetSelection(subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS),
             assign_public_ip=False,
-            # New tasks come up before old ones stop; old ones drain their calls.
+            # New tasks come up and pass the ALB health check before any old one is deregistered; old
+            # ones then drain their calls (deregistration delay above).
             min_healthy_percent=100,
             max_healthy_percent=200,
             circuit_breaker=ecs.DeploymentCircuitBreaker(enable=True, rollback=True),
@@ -198,8 +204,10 @@ class BridgeStack(Stack):
             target_type=elbv2.TargetType.IP,
             targets=[self.service.load_balancer_target(container_name="bridge", container_port=APP_PORT)],
             deregistration_delay=Duration.seconds(settings.deregistration_delay_s),
+            # Liveness: the process can carry calls. /readyz (draining, dependencies) is for people and probes
+            # that route new work, not for the check that makes ECS replace a task.
             health_check=elbv2.HealthCheck(
-                path="/readyz",
+                path="/healthz",
                 healthy_http_codes="200",
                 interval=Duration.seconds(10),
                 timeout=Duration.seconds(5),
@@ -210,7 +218,10 @@ class BridgeStack(Stack):
         self.listener.add_target_groups(
             "BridgeHost",
             priority=BRIDGE_RULE_PRIORITY,
-            conditions=[elbv2.ListenerCondition.host_headers([settings.bridge_host])],
+            conditions=[
+                elbv2.ListenerCondition.host_headers([settings.bridge_host]),
+                elbv2.ListenerCondition.path_patterns(list(BRIDGE_PATHS)),
+            ],
             target_groups=[self.target_group],
         )
 
@@ -238,7 +249,10 @@ class BridgeStack(Stack):
         )
 
         if self.zone is not None:
-            for host, record_id in ((settings.bridge_host, "BridgeRecord"), (settings.web_host, "WebRecord")):
+            alb_hosts = [(settings.bridge_host, "BridgeRecord")]
+            if settings.web_platform == "fargate":  # with App Runner, admin.<domain> points at App Runner
+                alb_hosts.append((settings.web_host, "WebRecord"))
+            for host, record_id in alb_hosts:
                 route53.ARecord(
                     self,
                     record_id,
@@ -246,6 +260,11 @@ class BridgeStack(Stack):
                     record_name=f"{host}.",
                     target=route53.RecordTarget.from_alias(route53_targets.LoadBalancerTarget(self.alb)),
                 )
+
+        # For the web and alarm stacks, through SSM (voiceops_cdk.links), not exports.
+        links.publish(self, settings, "alb-https-listener-arn", self.listener.listener_arn)
+        links.publish(self, settings, "alb-full-name", self.alb.load_balancer_full_name)
+        links.publish(self, settings, "bridge-target-group-full-name", self.target_group.target_group_full_name)
 
         CfnOutput(self, "AlbDnsName", value=self.alb.load_balancer_dns_name)
         CfnOutput(self, "ClusterName", value=self.cluster.cluster_name)
@@ -261,8 +280,7 @@ class BridgeStack(Stack):
             self,
             "IAM5",
             "X-Ray and PutMetricData have no resource-level permissions (PutMetricData is "
-            "limited by namespace); task protection is limited to this cluster's tasks; the execution "
-            "role's ECR/Logs grants are CDK defaults scoped to the repository and log group.",
+            "limited by namespace); the execution role's ECR/Logs grants are CDK defaults scoped to the "
+            "repository and log group.",
             ANY_RESOURCE,
-            arn_finding("ecs", f"task/{prefix}/*"),
         )

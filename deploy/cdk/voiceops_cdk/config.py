@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from aws_cdk import Aws
 from constructs import Node
 
+from voiceops_cdk.adot import adot_python_layer_arn
+
 STAGES = ("dev", "prod")
 WEB_PLATFORMS = ("fargate", "apprunner")
 
@@ -27,6 +29,11 @@ ACTIVE_CALLS_METRIC = "ActiveCalls"
 
 # Fargate's hard ceiling for a container's stopTimeout.
 FARGATE_MAX_STOP_TIMEOUT_S = 120
+# The ALB's maximum deregistration delay. A bridge task drains by deregistration: the ALB sends it no new
+# calls, lets its established WebSockets run, and ECS sends SIGTERM only once they are all closed (or this
+# delay has passed), so the longest call must fit in it: AgentConfig.max_call_minutes is capped at 58
+# (calls/models.py; tests/test_drain_model.py reads it from there).
+ALB_MAX_DEREGISTRATION_DELAY_S = 3600
 # App port inside every container (the app reads PORT; the images default to it).
 APP_PORT = 8000
 
@@ -43,8 +50,15 @@ class DeploySettings:
     bridge_min_tasks: int = 2
     bridge_max_tasks: int = 10
     web_min_tasks: int = 1
-    webhook_reserved_concurrency: int = 20
+    # 0 = no reserved concurrency (the default): new accounts have a Lambda concurrency quota of 10 and
+    # Lambda keeps 10 unreserved, so any reservation fails there. The cost cap is the API stage throttle.
+    webhook_reserved_concurrency: int = 0
+    webhook_rate_limit: int = 10
+    webhook_burst_limit: int = 20
     log_retention_days: int = 30
+    # Six interface endpoints (ECR api+dkr, Secrets Manager, SSM, Logs, Monitoring) in two AZs cost about
+    # $88 a month before traffic: more than the NAT processing they save until ~2.5 TB/month (docs/deploy.md).
+    interface_endpoints: bool = False
     hosted_zone_id: str = ""
     hosted_zone_name: str = ""
     certificate_arn: str = ""
@@ -75,6 +89,21 @@ class DeploySettings:
     def name_prefix(self) -> str:
         return f"voiceops-{self.stage}"
 
+    # Names other stacks (and the deploy workflow) use to find things without importing them.
+    @property
+    def cluster_name(self) -> str:
+        return self.name_prefix
+
+    def service_name(self, kind: str) -> str:
+        return f"{self.name_prefix}-{kind}"
+
+    @property
+    def webhook_function_name(self) -> str:
+        return f"{self.name_prefix}-webhook"
+
+    def log_group_name(self, name: str) -> str:
+        return f"/voiceops/{self.stage}/{name}"
+
     @property
     def static_bucket_name(self) -> str:
         """Named (with the account id, resolved at deploy) so other stacks can scope IAM without imports."""
@@ -90,13 +119,14 @@ class DeploySettings:
 
     @property
     def stop_timeout_s(self) -> int:
-        """Container stopTimeout: the drain plus a little to close sockets, capped by Fargate."""
+        """Container stopTimeout (SIGTERM to SIGKILL): the app's drain plus a margin to end calls politely
+        and exit, capped by Fargate. With deregistration draining, SIGTERM normally finds no call left."""
         return min(self.drain_timeout_s + 10, FARGATE_MAX_STOP_TIMEOUT_S)
 
     @property
     def deregistration_delay_s(self) -> int:
-        """The ALB keeps live calls on a deregistering target at least as long as the app drains."""
-        return self.stop_timeout_s
+        """The ALB lets a deregistering bridge task's calls run to their natural end (see the constant)."""
+        return ALB_MAX_DEREGISTRATION_DELAY_S
 
     @property
     def active_calls_target(self) -> int:
@@ -125,6 +155,20 @@ def _ctx_int(node: Node, key: str, default: int) -> int:
         return int(raw)
     except (TypeError, ValueError):
         raise ValueError(f"context {key} must be an integer, got {raw!r}") from None
+
+
+def _ctx_bool(node: Node, key: str, default: bool) -> bool:
+    raw = node.try_get_context(key)
+    if raw is None or raw == "":
+        return default
+    if isinstance(raw, bool):
+        return raw
+    value = str(raw).strip().lower()
+    if value in {"true", "1", "yes", "on"}:
+        return True
+    if value in {"false", "0", "no", "off"}:
+        return False
+    raise ValueError(f"context {key} must be true or false, got {raw!r}")
 
 
 def settings_from_context(node: Node) -> DeploySettings:
@@ -156,8 +200,11 @@ def settings_from_context(node: Node) -> DeploySettings:
         bridge_min_tasks=_ctx_int(node, "bridge_min_tasks", 2 if prod else 1),
         bridge_max_tasks=_ctx_int(node, "bridge_max_tasks", 20 if prod else 3),
         web_min_tasks=_ctx_int(node, "web_min_tasks", 2 if prod else 1),
-        webhook_reserved_concurrency=_ctx_int(node, "webhook_reserved_concurrency", 50 if prod else 5),
+        webhook_reserved_concurrency=_ctx_int(node, "webhook_reserved_concurrency", 0),
+        webhook_rate_limit=_ctx_int(node, "webhook_rate_limit", 50 if prod else 10),
+        webhook_burst_limit=_ctx_int(node, "webhook_burst_limit", 100 if prod else 20),
         log_retention_days=_ctx_int(node, "log_retention_days", 90 if prod else 14),
+        interface_endpoints=_ctx_bool(node, "interface_endpoints", False),
         hosted_zone_id=_ctx(node, "hosted_zone_id"),
         hosted_zone_name=_ctx(node, "hosted_zone_name"),
         certificate_arn=_ctx(node, "certificate_arn"),
@@ -171,8 +218,14 @@ def settings_from_context(node: Node) -> DeploySettings:
         raise ValueError("context drain_timeout_s must fit Fargate's 120 s stopTimeout (at most 110)")
     if settings.bridge_min_tasks < 1 or settings.bridge_max_tasks < settings.bridge_min_tasks:
         raise ValueError("bridge_min_tasks must be >= 1 and <= bridge_max_tasks")
+    if settings.webhook_reserved_concurrency < 0:
+        raise ValueError("webhook_reserved_concurrency must be 0 (none) or a positive number of executions")
+    if not 1 <= settings.webhook_rate_limit <= settings.webhook_burst_limit:
+        raise ValueError("webhook_rate_limit must be >= 1 and <= webhook_burst_limit")
     if bool(settings.hosted_zone_id) != bool(settings.hosted_zone_name):
         raise ValueError("hosted_zone_id and hosted_zone_name go together")
     if bool(settings.slack_workspace_id) != bool(settings.slack_channel_id):
         raise ValueError("slack_workspace_id and slack_channel_id go together")
+    if not settings.adot_lambda_layer_arn:
+        adot_python_layer_arn(settings.region)  # an unknown region fails here, with what to do about it
     return settings

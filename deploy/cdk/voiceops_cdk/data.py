@@ -13,12 +13,31 @@ from aws_cdk import aws_elasticache as elasticache
 from aws_cdk import aws_rds as rds
 from constructs import Construct
 
+from voiceops_cdk import links
 from voiceops_cdk.config import DeploySettings
 from voiceops_cdk.nag import acknowledge
 from voiceops_cdk.network import REDIS_PORT, SecurityGroups
 
 DB_NAME = "voiceops"
 DB_USER = "voiceops"
+# The major version only, with auto minor upgrade on: RDS applies minor versions in the maintenance window,
+# and the template never names one, so a later update cannot try to move the instance back to an older
+# minor (which RDS refuses). A major upgrade is a deliberate change of this constant.
+POSTGRES_VERSION = rds.PostgresEngineVersion.VER_17
+
+
+# Memory of the db.t4g sizes used here; PostgreSQL's max_connections on RDS is
+# LEAST(DBInstanceClassMemory / 9531392, 5000) (RDS default parameter group).
+_T4G_MEMORY_GIB = {ec2.InstanceSize.MICRO: 1, ec2.InstanceSize.MEDIUM: 4}
+
+
+def db_instance_size(settings: DeploySettings) -> ec2.InstanceSize:
+    return ec2.InstanceSize.MEDIUM if settings.is_prod else ec2.InstanceSize.MICRO
+
+
+def db_max_connections(settings: DeploySettings) -> int:
+    """Roughly RDS's default max_connections for the instance (a little memory goes to the OS)."""
+    return min(int(_T4G_MEMORY_GIB[db_instance_size(settings)] * 1024**3 * 0.95 / 9531392), 5000)
 
 
 class DataStack(Stack):
@@ -39,10 +58,8 @@ class DataStack(Stack):
         self.database = rds.DatabaseInstance(
             self,
             "Postgres",
-            engine=rds.DatabaseInstanceEngine.postgres(version=rds.PostgresEngineVersion.VER_17_9),
-            instance_type=ec2.InstanceType.of(
-                ec2.InstanceClass.T4G, ec2.InstanceSize.MEDIUM if settings.is_prod else ec2.InstanceSize.MICRO
-            ),
+            engine=rds.DatabaseInstanceEngine.postgres(version=POSTGRES_VERSION),
+            instance_type=ec2.InstanceType.of(ec2.InstanceClass.T4G, db_instance_size(settings)),
             vpc=vpc,
             vpc_subnets=isolated,
             security_groups=[sgs.database],
@@ -70,9 +87,16 @@ class DataStack(Stack):
             parameter_group=rds.ParameterGroup(
                 self,
                 "Params",
-                engine=rds.DatabaseInstanceEngine.postgres(version=rds.PostgresEngineVersion.VER_17_9),
+                engine=rds.DatabaseInstanceEngine.postgres(version=POSTGRES_VERSION),
                 parameters={"rds.force_ssl": "1", "log_min_duration_statement": "500"},
             ),
+        )
+        # cfn-lint's W3691 reads a bare major as a deprecated version; RDS takes it: "If a major version is
+        # specified but a minor version is not, Amazon RDS defaults to a recent release of the major version"
+        # (https://docs.aws.amazon.com/AmazonRDS/latest/UserGuide/PostgreSQL.Concepts.General.DBVersions.html;
+        # cfn-lint issue #3849). Only this resource skips it, so a deprecated minor elsewhere still warns.
+        self.database.node.default_child.add_metadata(  # type: ignore[union-attr]
+            "cfn-lint", {"config": {"ignore_checks": ["W3691"]}}
         )
         self.db_secret = self.database.secret
         acknowledge(
@@ -130,6 +154,19 @@ class DataStack(Stack):
         )
         # TLS is on, so clients use rediss://.
         self.redis_url = f"rediss://{self.redis.attr_primary_end_point_address}:{REDIS_PORT}/0"
+
+        # For the app, webhook and alarm stacks, through SSM (voiceops_cdk.links): replacing the database,
+        # Redis or the proxy changes these values, which an export in use would refuse.
+        for key, value in {
+            "db-host": self.database.db_instance_endpoint_address,
+            "db-port": self.database.db_instance_endpoint_port,
+            "db-secret-arn": self.db_secret.secret_arn,
+            "db-instance-id": self.database.instance_identifier,
+            "db-proxy-endpoint": self.proxy.endpoint,
+            "redis-url": self.redis_url,
+            "redis-replication-group-id": self.redis.ref,
+        }.items():
+            links.publish(self, settings, key, value)
 
         acknowledge(
             self.redis, "AEC5", "The default port is harmless here: only the bridge and web security groups reach it."

@@ -21,6 +21,15 @@ POSTGRES_PORT = 5432
 REDIS_PORT = 6379
 HTTPS_PORT = 443
 
+INTERFACE_ENDPOINTS = {
+    "EcrApi": ec2.InterfaceVpcEndpointAwsService.ECR,
+    "EcrDocker": ec2.InterfaceVpcEndpointAwsService.ECR_DOCKER,
+    "SecretsManager": ec2.InterfaceVpcEndpointAwsService.SECRETS_MANAGER,
+    "Ssm": ec2.InterfaceVpcEndpointAwsService.SSM,
+    "Logs": ec2.InterfaceVpcEndpointAwsService.CLOUDWATCH_LOGS,
+    "Monitoring": ec2.InterfaceVpcEndpointAwsService.CLOUDWATCH_MONITORING,
+}
+
 
 @dataclass
 class SecurityGroups:
@@ -117,25 +126,12 @@ class NetworkStack(Stack):
             release=release,
         )
 
-        # Endpoints keep image pulls, secrets and logs off the NAT gateways.
+        # The S3 gateway endpoint is free and carries ECR's image layers. The interface endpoints keep image
+        # manifests, secrets, logs and metrics off the NAT gateways, at a fixed hourly price per AZ: a context
+        # choice (interface_endpoints), off by default because at small scale they cost more than they save.
         self.vpc.add_gateway_endpoint("S3Endpoint", service=ec2.GatewayVpcEndpointAwsService.S3)
-        interface_services = {
-            "EcrApi": ec2.InterfaceVpcEndpointAwsService.ECR,
-            "EcrDocker": ec2.InterfaceVpcEndpointAwsService.ECR_DOCKER,
-            "SecretsManager": ec2.InterfaceVpcEndpointAwsService.SECRETS_MANAGER,
-            "Ssm": ec2.InterfaceVpcEndpointAwsService.SSM,
-            "Logs": ec2.InterfaceVpcEndpointAwsService.CLOUDWATCH_LOGS,
-            "Monitoring": ec2.InterfaceVpcEndpointAwsService.CLOUDWATCH_MONITORING,
-        }
-        for name, service in interface_services.items():
-            self.vpc.add_interface_endpoint(
-                f"{name}Endpoint",
-                service=service,
-                subnets=ec2.SubnetSelection(subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS),
-                security_groups=[endpoints],
-                open=False,
-                private_dns_enabled=True,
-            )
+        if settings.interface_endpoints:
+            self._add_interface_endpoints(endpoints)
 
         # The deploy workflow runs the release task (migrate, collectstatic) with these.
         CfnOutput(self, "ReleaseSecurityGroup", value=release.security_group_id)
@@ -147,3 +143,14 @@ class NetworkStack(Stack):
         acknowledge(
             alb, "EC23", "The public ALB must accept HTTPS from anywhere: Twilio's media streams and staff browsers."
         )
+
+    def _add_interface_endpoints(self, group: ec2.ISecurityGroup) -> None:
+        for name, service in INTERFACE_ENDPOINTS.items():
+            self.vpc.add_interface_endpoint(
+                f"{name}Endpoint",
+                service=service,
+                subnets=ec2.SubnetSelection(subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS),
+                security_groups=[group],
+                open=False,
+                private_dns_enabled=True,
+            )

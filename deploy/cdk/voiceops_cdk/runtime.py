@@ -13,6 +13,7 @@ from aws_cdk import aws_secretsmanager as secretsmanager
 from aws_cdk import aws_ssm as ssm
 from constructs import Construct
 
+from voiceops_cdk import links
 from voiceops_cdk.config import APP_PORT, METRIC_NAMESPACE, SECRET_NAMES, DeploySettings
 from voiceops_cdk.data import DB_NAME
 
@@ -21,21 +22,55 @@ from voiceops_cdk.data import DB_NAME
 ADOT_COLLECTOR_IMAGE = "public.ecr.aws/aws-observability/aws-otel-collector:v0.43.3"
 ADOT_COLLECTOR_CONFIG = "/etc/ecs/ecs-default-config.yaml"
 OTLP_GRPC_ENDPOINT = "http://127.0.0.1:4317"
+# What an ADOT collector needs to send traces to X-Ray.
+XRAY_WRITE_ACTIONS = (
+    "xray:PutTraceSegments",
+    "xray:PutTelemetryRecords",
+    "xray:GetSamplingRules",
+    "xray:GetSamplingTargets",
+)
 
 
 @dataclass
 class AppDependencies:
-    """Outputs of the data, static and ci stacks that the app stacks consume."""
+    """What the app stacks take from the foundation stacks (static, ci); the data stack's values come through
+    SSM (`data_links`)."""
 
-    db_host: str
-    db_port: str
-    db_secret: secretsmanager.ISecret
-    redis_url: str
     static_bucket_name: str
     static_domain: str
     bridge_repository: ecr.IRepository
     web_repository: ecr.IRepository
     release_tag_parameter: str
+
+
+@dataclass(frozen=True)
+class DataLinks:
+    """The data stack's endpoints and secret, as read in one consuming stack (voiceops_cdk.links)."""
+
+    db_host: str
+    db_port: str
+    db_secret: secretsmanager.ISecret
+    redis_url: str
+
+
+def db_secret(scope: Construct, settings: DeploySettings) -> secretsmanager.ISecret:
+    """The RDS-generated secret, by its full ARN (read through SSM) in the calling stack."""
+    stack = Stack.of(scope)
+    existing = stack.node.try_find_child("DbSecret")
+    if existing is not None:
+        return existing  # type: ignore[return-value]
+    return secretsmanager.Secret.from_secret_complete_arn(
+        stack, "DbSecret", links.read(stack, settings, "db-secret-arn")
+    )
+
+
+def data_links(scope: Construct, settings: DeploySettings) -> DataLinks:
+    return DataLinks(
+        db_host=links.read(scope, settings, "db-host"),
+        db_port=links.read(scope, settings, "db-port"),
+        db_secret=db_secret(scope, settings),
+        redis_url=links.read(scope, settings, "redis-url"),
+    )
 
 
 def retention(settings: DeploySettings) -> logs.RetentionDays:
@@ -46,7 +81,7 @@ def log_group(scope: Construct, construct_id: str, settings: DeploySettings, nam
     return logs.LogGroup(
         scope,
         construct_id,
-        log_group_name=f"/voiceops/{settings.stage}/{name}",
+        log_group_name=settings.log_group_name(name),
         retention=retention(settings),
         removal_policy=RemovalPolicy.RETAIN if settings.is_prod else RemovalPolicy.DESTROY,
     )
@@ -83,7 +118,7 @@ def release_tag(scope: Construct, parameter_name: str) -> str:
 
 
 def app_environment(
-    settings: DeploySettings, deps: AppDependencies, component: str, hosts: list[str]
+    settings: DeploySettings, deps: AppDependencies, data: DataLinks, component: str, hosts: list[str]
 ) -> dict[str, str]:
     """Plain, non-secret settings. Secrets never go here (see app_secrets)."""
     return {
@@ -93,11 +128,11 @@ def app_environment(
         "DJANGO_ALLOWED_HOSTS": ",".join([*hosts, "localhost", "127.0.0.1"]),
         "DJANGO_CSRF_TRUSTED_ORIGINS": f"https://{settings.web_host}",
         "PORT": str(APP_PORT),
-        "DB_HOST": deps.db_host,
-        "DB_PORT": deps.db_port,
+        "DB_HOST": data.db_host,
+        "DB_PORT": data.db_port,
         "DB_NAME": DB_NAME,
         "DB_SSLMODE": "require",
-        "REDIS_URL": deps.redis_url,
+        "REDIS_URL": data.redis_url,
         "PUBLIC_WEBHOOK_BASE_URL": f"https://{settings.api_host}",
         "BRIDGE_PUBLIC_URL": f"wss://{settings.bridge_host}/media-stream",
         "DRAIN_TIMEOUT_S": str(settings.drain_timeout_s),
@@ -133,12 +168,7 @@ def add_otel_sidecar(task: ecs.FargateTaskDefinition, group: logs.ILogGroup) -> 
     task.add_to_task_role_policy(
         iam.PolicyStatement(
             sid="OtelTraces",
-            actions=[
-                "xray:PutTraceSegments",
-                "xray:PutTelemetryRecords",
-                "xray:GetSamplingRules",
-                "xray:GetSamplingTargets",
-            ],
+            actions=list(XRAY_WRITE_ACTIONS),
             resources=["*"],  # X-Ray has no resource-level permissions for these
         )
     )
@@ -210,7 +240,3 @@ def grant_static_files(role: iam.IGrantable, settings: DeploySettings) -> None:
             resources=[f"{bucket_arn}/*"],
         )
     )
-
-
-def grant_db_secret_read(task: ecs.TaskDefinition, db_secret: secretsmanager.ISecret) -> None:
-    db_secret.grant_read(task.obtain_execution_role())

@@ -13,19 +13,24 @@ from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_ecs as ecs
 from aws_cdk import aws_elasticloadbalancingv2 as elbv2
 from aws_cdk import aws_iam as iam
-from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_route53 as route53
+from aws_cdk import custom_resources as cr
 from constructs import Construct
 
+from voiceops_cdk import links
+from voiceops_cdk.bridge import hosted_zone
 from voiceops_cdk.config import APP_PORT, SECRET_NAMES, DeploySettings
 from voiceops_cdk.nag import ANY_RESOURCE, acknowledge
 from voiceops_cdk.network import SecurityGroups
 from voiceops_cdk.runtime import (
+    XRAY_WRITE_ACTIONS,
     AppDependencies,
     add_app_container,
     add_otel_sidecar,
     allow_metrics,
     app_environment,
     app_secrets,
+    data_links,
     grant_static_files,
     log_group,
     release_tag,
@@ -45,16 +50,13 @@ class WebStack(Stack):
         vpc: ec2.IVpc,
         security_groups: SecurityGroups,
         deps: AppDependencies,
-        cluster: ecs.ICluster,
-        listener: elbv2.IApplicationListener,
-        static_bucket: s3.IBucket,
         **kwargs: object,
     ) -> None:
         super().__init__(scope, construct_id, **kwargs)
         self.settings = settings
         self.deps = deps
+        self.data = data_links(self, settings)
         self.sgs = security_groups.immutable_in(self)
-        self.static_bucket = static_bucket
         self.prefix = settings.name_prefix
         self.log_group = log_group(self, "WebLogs", settings, "web")
         self.image_uri_tag = release_tag(self, deps.release_tag_parameter)
@@ -63,11 +65,11 @@ class WebStack(Stack):
         self.target_group: elbv2.ApplicationTargetGroup | None = None
         self.app_runner: apprunner.CfnService | None = None
 
-        self._release_task(cluster)
+        self._release_task()
         if settings.web_platform == "apprunner":
             self._app_runner(vpc)
         else:
-            self._fargate(vpc, cluster, listener)
+            self._fargate(vpc)
 
         acknowledge(
             self,
@@ -110,15 +112,15 @@ class WebStack(Stack):
             execution_role=execution_role,
         )
 
-    def _release_task(self, cluster: ecs.ICluster) -> None:
+    def _release_task(self) -> None:
         """`migrate --noinput` by default; the deploy workflow overrides the command for collectstatic."""
         task = self._task("release", 512, 1024)
         add_app_container(
             task,
             name="release",
             image=self.web_image,
-            environment=app_environment(self.settings, self.deps, "web", [self.settings.web_host]),
-            secrets=app_secrets(self, self.settings, self.deps.db_secret),
+            environment=app_environment(self.settings, self.deps, self.data, "web", [self.settings.web_host]),
+            secrets=app_secrets(self, self.settings, self.data.db_secret),
             group=self.log_group,
             command=["python", "manage.py", "migrate", "--noinput"],
             health_path=None,
@@ -127,15 +129,26 @@ class WebStack(Stack):
         self.release_task = task
         CfnOutput(self, "ReleaseTaskFamily", value=task.family)
 
-    def _fargate(self, vpc: ec2.IVpc, cluster: ecs.ICluster, listener: elbv2.IApplicationListener) -> None:
+    def _fargate(self, vpc: ec2.IVpc) -> None:
         settings = self.settings
+        # The bridge stack's cluster (by name) and HTTPS listener (through SSM): no export to strand when the
+        # web platform switches (voiceops_cdk.links).
+        cluster = ecs.Cluster.from_cluster_attributes(
+            self, "Cluster", cluster_name=settings.cluster_name, vpc=vpc, security_groups=[]
+        )
+        listener = elbv2.ApplicationListener.from_application_listener_attributes(
+            self,
+            "Listener",
+            listener_arn=links.read(self, settings, "alb-https-listener-arn"),
+            security_group=self.sgs.alb,
+        )
         task = self._task("web", 512, 1024)
         add_app_container(
             task,
             name="web",
             image=self.web_image,
-            environment=app_environment(settings, self.deps, "web", [settings.web_host]),
-            secrets=app_secrets(self, settings, self.deps.db_secret),
+            environment=app_environment(settings, self.deps, self.data, "web", [settings.web_host]),
+            secrets=app_secrets(self, settings, self.data.db_secret),
             group=self.log_group,
             # The dashboard's live WebSocket gets the same polite shutdown as calls, shorter.
             stop_timeout_s=30,
@@ -147,7 +160,7 @@ class WebStack(Stack):
         self.service = ecs.FargateService(
             self,
             "WebService",
-            service_name=f"{self.prefix}-web",
+            service_name=settings.service_name("web"),
             cluster=cluster,
             task_definition=task,
             desired_count=settings.web_min_tasks,
@@ -182,6 +195,7 @@ class WebStack(Stack):
             min_capacity=settings.web_min_tasks, max_capacity=max(settings.web_min_tasks, 4)
         )
         scaling.scale_on_cpu_utilization("Cpu", target_utilization_percent=60)
+        links.publish(self, settings, "web-target-group-full-name", self.target_group.target_group_full_name)
         CfnOutput(self, "WebServiceName", value=self.service.service_name)
 
     def _app_runner(self, vpc: ec2.IVpc) -> None:
@@ -207,7 +221,7 @@ class WebStack(Stack):
             assumed_by=iam.ServicePrincipal("tasks.apprunner.amazonaws.com"),
         )
         grant_static_files(instance_role, settings)
-        self.deps.db_secret.grant_read(instance_role)
+        self.data.db_secret.grant_read(instance_role)
         instance_role.add_to_policy(
             iam.PolicyStatement(
                 sid="ReadStageSecrets",
@@ -221,11 +235,20 @@ class WebStack(Stack):
             observability_configuration_name=f"{self.prefix}-web",
             trace_configuration=apprunner.CfnObservabilityConfiguration.TraceConfigurationProperty(vendor="AWSXRAY"),
         )
-        environment = app_environment(settings, self.deps, "web", [settings.web_host, ".awsapprunner.com"])
-        for ecs_only in ("OTEL_EXPORTER_OTLP_ENDPOINT",):
-            environment.pop(ecs_only)
+        # OTEL_EXPORTER_OTLP_ENDPOINT stays: with the observability configuration below, App Runner runs an
+        # ADOT collector that the app reaches on localhost:4317, and tracing only starts when it is set
+        # (voiceops.tracing). https://docs.aws.amazon.com/apprunner/latest/dg/monitor-xray.html
+        environment = app_environment(settings, self.deps, self.data, "web", [settings.web_host, ".awsapprunner.com"])
+        environment["OTEL_METRICS_EXPORTER"] = "none"  # App Runner's collector takes traces only
+        instance_role.add_to_policy(
+            iam.PolicyStatement(
+                sid="XRayTraces",
+                actions=list(XRAY_WRITE_ACTIONS),
+                resources=["*"],  # X-Ray has no resource-level permissions for these
+            )
+        )
         secrets = {name: ssm_parameter_arn(settings, name) for name in SECRET_NAMES}
-        secrets["DB_SECRET"] = self.deps.db_secret.secret_arn  # whole RDS secret JSON; the entrypoint parses it
+        secrets["DB_SECRET"] = self.data.db_secret.secret_arn  # whole RDS secret JSON; the entrypoint parses it
         self.app_runner = apprunner.CfnService(
             self,
             "WebService",
@@ -269,5 +292,50 @@ class WebStack(Stack):
             ),
         )
         self.app_runner.node.add_dependency(access_role)
+        self._app_runner_domain(self.app_runner)
         CfnOutput(self, "WebServiceUrl", value=f"https://{self.app_runner.attr_service_url}")
         CfnOutput(self, "WebServiceArn", value=self.app_runner.attr_service_arn)
+
+    def _app_runner_domain(self, service: apprunner.CfnService) -> None:
+        """admin.<domain> on App Runner, not on the ALB. CloudFormation has no resource for App Runner custom
+        domains, so a custom resource calls AssociateCustomDomain (DisassociateCustomDomain on delete); with a
+        hosted zone, admin.<domain> is a CNAME to the DNS target it returns. App Runner then asks for
+        certificate validation records (`aws apprunner describe-custom-domains`, docs/deploy.md)."""
+        settings = self.settings
+        service_arn = service.attr_service_arn
+        target = {"ServiceArn": service_arn, "DomainName": settings.web_host}
+        domain = cr.AwsCustomResource(
+            self,
+            "AdminDomain",
+            on_create=cr.AwsSdkCall(
+                service="AppRunner",
+                action="associateCustomDomain",
+                parameters={**target, "EnableWWWSubdomain": False},
+                physical_resource_id=cr.PhysicalResourceId.of(settings.web_host),
+                output_paths=["DNSTarget"],
+            ),
+            on_delete=cr.AwsSdkCall(service="AppRunner", action="disassociateCustomDomain", parameters=target),
+            policy=cr.AwsCustomResourcePolicy.from_statements(
+                [
+                    iam.PolicyStatement(
+                        actions=["apprunner:AssociateCustomDomain", "apprunner:DisassociateCustomDomain"],
+                        resources=[service_arn],
+                    )
+                ]
+            ),
+            install_latest_aws_sdk=False,
+        )
+        acknowledge(
+            self,
+            "IAM4",
+            "The custom resource's provider function (CDK's AwsCustomResource) logs with the AWS-managed basic "
+            "Lambda execution policy; its own calls are limited to this App Runner service.",
+            "Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole",
+        )
+        dns_target = domain.get_response_field("DNSTarget")
+        CfnOutput(self, "AdminDomainTarget", value=dns_target)
+        zone = hosted_zone(self, settings)
+        if zone is not None:
+            route53.CnameRecord(
+                self, "AdminRecord", zone=zone, record_name=f"{settings.web_host}.", domain_name=dns_target
+            )

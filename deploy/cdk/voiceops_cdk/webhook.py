@@ -7,7 +7,7 @@ so there is exactly one public URL.
 
 from __future__ import annotations
 
-from aws_cdk import Aws, CfnOutput, Duration, Fn, Stack
+from aws_cdk import Aws, CfnOutput, Duration, Stack
 from aws_cdk import aws_apigatewayv2 as apigwv2
 from aws_cdk import aws_apigatewayv2_integrations as integrations
 from aws_cdk import aws_certificatemanager as acm
@@ -17,21 +17,25 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_route53 as route53
 from aws_cdk import aws_route53_targets as route53_targets
 from aws_cdk import aws_s3 as s3
-from aws_cdk import aws_secretsmanager as secretsmanager
 from constructs import Construct
 
+from voiceops_cdk import links
+from voiceops_cdk.adot import adot_python_layer_arn
 from voiceops_cdk.bridge import hosted_zone
 from voiceops_cdk.config import DeploySettings
 from voiceops_cdk.data import DB_NAME
 from voiceops_cdk.nag import ANY_RESOURCE, acknowledge, arn_finding
 from voiceops_cdk.network import SecurityGroups
+from voiceops_cdk.runtime import db_secret as data_secret
 from voiceops_cdk.runtime import log_group, release_tag, ssm_parameter_arn
 
-# The ADOT Python layer (OpenTelemetry → X-Ray). Its account and version differ by region; pass
-# -c adot_lambda_layer_arn=... to pin the exact ARN for your region.
-DEFAULT_ADOT_LAYER = "arn:${AWS::Partition}:lambda:${AWS::Region}:615299751070:layer:AWSOpenTelemetryDistroPython:16"
 OTEL_WRAPPER = "/opt/otel-instrument"
 WEBHOOK_TIMEOUT_S = 10  # Twilio gives up on a webhook after 15 s
+
+WEBHOOK_PATHS = (
+    "/twilio/voice", "/twilio/status", "/twilio/stream-ended", "/twilio/outbound", "/twilio/amd",
+    "/twilio/whisper", "/twilio/transfer-ended",
+)
 
 
 class WebhookStack(Stack):
@@ -43,8 +47,6 @@ class WebhookStack(Stack):
         settings: DeploySettings,
         vpc: ec2.IVpc,
         security_groups: SecurityGroups,
-        proxy_endpoint: str,
-        db_secret: secretsmanager.ISecret,
         artifacts: s3.IBucket,
         release_tag_parameter: str,
         **kwargs: object,
@@ -53,13 +55,17 @@ class WebhookStack(Stack):
         sgs = security_groups.immutable_in(self)
         prefix = settings.name_prefix
         zone = hosted_zone(self, settings)
+        # The proxy and the database secret come through SSM (voiceops_cdk.links): they can be replaced.
+        proxy_endpoint = links.read(self, settings, "db-proxy-endpoint")
+        db_secret = data_secret(self, settings)
 
         self.log_group = log_group(self, "WebhookLogs", settings, "webhook")
-        adot_layer_arn = settings.adot_lambda_layer_arn or Fn.sub(DEFAULT_ADOT_LAYER)
+        # The ADOT Python layer (OpenTelemetry → X-Ray): its account and version differ by region.
+        adot_layer_arn = settings.adot_lambda_layer_arn or adot_python_layer_arn(settings.region)
         self.function = lambda_.Function(
             self,
             "Webhook",
-            function_name=f"{prefix}-webhook",
+            function_name=settings.webhook_function_name,
             runtime=lambda_.Runtime.PYTHON_3_13,
             architecture=lambda_.Architecture.X86_64,
             handler="lambda_entry.handler",
@@ -67,8 +73,9 @@ class WebhookStack(Stack):
             code=lambda_.Code.from_bucket(artifacts, f"webhook/{release_tag(self, release_tag_parameter)}.zip"),
             memory_size=512,
             timeout=Duration.seconds(WEBHOOK_TIMEOUT_S),
-            # Cost cap and a guard for the database: at most this many concurrent webhook invocations.
-            reserved_concurrent_executions=settings.webhook_reserved_concurrency,
+            # Only when asked for (-c webhook_reserved_concurrency=N): a reservation fails on a new account
+            # (quota 10, of which Lambda keeps 10 unreserved). The default cost cap is the stage throttle below.
+            reserved_concurrent_executions=settings.webhook_reserved_concurrency or None,
             vpc=vpc,
             vpc_subnets=ec2.SubnetSelection(subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS),
             security_groups=[sgs.webhook],
@@ -138,7 +145,8 @@ class WebhookStack(Stack):
             self.function,
             payload_format_version=apigwv2.PayloadFormatVersion.VERSION_2_0,
         )
-        for path in ("/twilio/voice", "/twilio/status"):
+        # Every URL voiceops hands Twilio (lambda_webhook/urls.py); a path without a route is a 404 to Twilio.
+        for path in WEBHOOK_PATHS:
             self.api.add_routes(path=path, methods=[apigwv2.HttpMethod.POST], integration=integration)
 
         self.access_logs = log_group(self, "ApiAccessLogs", settings, "webhook-api")
@@ -149,7 +157,11 @@ class WebhookStack(Stack):
             stage_name="$default",
             auto_deploy=True,
             domain_mapping=apigwv2.DomainMappingOptions(domain_name=self.domain),
-            throttle=apigwv2.ThrottleSettings(rate_limit=50, burst_limit=100),
+            # The cost cap that works on every account: API Gateway answers 429 above this rate (Twilio
+            # retries), before any Lambda runs. Steady rate per second and burst, per stage (context values).
+            throttle=apigwv2.ThrottleSettings(
+                rate_limit=settings.webhook_rate_limit, burst_limit=settings.webhook_burst_limit
+            ),
         )
         cfn_stage = self.stage.node.default_child
         cfn_stage.access_log_settings = apigwv2.CfnStage.AccessLogSettingsProperty(  # type: ignore[union-attr]
@@ -174,6 +186,8 @@ class WebhookStack(Stack):
                     )
                 ),
             )
+
+        links.publish(self, settings, "webhook-api-id", self.api.api_id)
 
         CfnOutput(self, "TwilioVoiceWebhookUrl", value=f"https://{settings.api_host}/twilio/voice")
         CfnOutput(self, "TwilioStatusCallbackUrl", value=f"https://{settings.api_host}/twilio/status")
