@@ -61,7 +61,9 @@ async def test_sigterm_during_live_calls_drains_them_politely(
         ended_at: dict[str, float] = {}
 
         async def hang_up(index: int, call: MediaStreamCall) -> None:
-            await asyncio.sleep(1 + 3 * index / max(1, len(hang_ups)))
+            # On the clock of the signal, so that a slow start (a saturated machine) does not push them past the drain.
+            due = t_signal + 1 + 3 * index / max(1, len(hang_ups))
+            await asyncio.sleep(max(0.0, due - time.monotonic()))
             assert not call.closed.is_set(), "the bridge closed a call before its caller hung up or the drain ended"
             await call.stop()
             ended_at[call.result.call_sid] = time.monotonic() - t_signal

@@ -44,8 +44,15 @@ twilio_like = st.fixed_dictionaries(
               "dtmf": st.fixed_dictionaries({}, optional={"digit": st.text(max_size=3) | json_value}) | json_value,
               "start": json_value, "stop": json_value},
 ).map(json.dumps)
-oversized_media = st.integers(min_value=50_000, max_value=1_500_000).map(
-    lambda n: '{"event":"media","media":{"track":"inbound","timestamp":"1","payload":"' + "A" * (n - n % 4) + '"}}')
+MIB = 1 << 20
+
+
+def media_frame(size: int) -> str:
+    return '{"event":"media","media":{"track":"inbound","timestamp":"1","payload":"' + "A" * (size - size % 4) + '"}}'
+
+
+# Up to 1 MiB here; a bigger message is test_a_message_over_1_mib_is_closed_with_a_reason (xfail: daphne).
+oversized_media = st.integers(min_value=50_000, max_value=MIB - 100).map(media_frame)
 twilio_frames = st.one_of(twilio_like, st.text(max_size=200), json_value.map(json.dumps), oversized_media,
                           st.binary(max_size=300))
 
@@ -176,3 +183,18 @@ def test_the_bridge_survives_any_openai_events(
     row = finalised(call_sid)
     assert row.end_reason in (Call.EndReason.UPSTREAM_ERROR, Call.EndReason.CALLER_HANGUP)
     assert (row.end_reason == Call.EndReason.UPSTREAM_ERROR) == closed_by_bridge
+
+
+@pytest.mark.e2e
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.xfail(strict=True, reason=(
+    "daphne drops the connection (1006, no close frame) on a WebSocket message over 1 MiB; the ASGI server "
+    "(bridge/server.py, runbridge) is another helper's, being replaced: this should pass with a 1009 close"))
+async def test_a_message_over_1_mib_is_closed_with_a_reason(bridge: ServerProcess, agent: AgentConfig) -> None:
+    headers = {"X-Twilio-Signature": compute_signature(bridge.ws, {}, TWILIO_TOKEN)}
+    async with connect(bridge.ws, additional_headers=headers, max_size=None) as ws:
+        await send_all(ws, [media_frame(MIB + 4096)])
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(ws.wait_closed(), 5)
+    assert healthy(bridge)
+    assert ws.close_code in (1009, 4400) and ws.close_reason, (ws.close_code, ws.close_reason)
