@@ -11,7 +11,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
 import time
 import urllib.error
@@ -27,7 +26,7 @@ from django.conf import settings
 from calls.simulators.realtime_server import Faults, Pacing, RealtimeSimulator, Script
 from tests.bridge_tools.conftest import TlsFiles, tls_files  # noqa: F401 - shared fixture
 from tests.e2e.conftest import agent, bridge_env, orm_in_async_tests  # noqa: F401 - shared fixtures
-from tests.servers import ROOT, ServerProcess, free_port, subprocess_env, wait_http
+from tests.servers import ServerProcess, free_port, run_bridge
 
 # Bigger versions for the published run (tests/benchmarks/faults.py sets these).
 DRAIN_CALLS = int(os.environ.get("VOICEOPS_FAULT_CALLS", "10"))
@@ -68,32 +67,14 @@ def loss_report(request: pytest.FixtureRequest) -> Iterator[dict[str, Any]]:
 @contextmanager
 def bridge_process(tmp_path: Path, *, port: int | None = None, public_base: str | None = None,
                    **env: str) -> Iterator[ServerProcess]:
-    """`manage.py runbridge` on loopback. `public_base` is the URL Twilio is told to use (a proxy in front of
-    several bridges); by default the bridge's own. Killed at exit if still running."""
-    port = port or free_port()
-    base = public_base or f"http://127.0.0.1:{port}"
-    log_path = tmp_path / f"bridge-{port}.log"
-    full_env = subprocess_env(PORT=str(port))
-    full_env.update(PUBLIC_WEBHOOK_BASE_URL=base, BRIDGE_PUBLIC_URL=base.replace("http", "ws", 1) + "/media-stream",
-                    DJANGO_SECRET_KEY=settings.SECRET_KEY)  # the test's staff sessions are valid in the bridge
-    full_env.update(env)
-    with log_path.open("w") as log_file:
-        proc = subprocess.Popen(
-            [sys.executable, "manage.py", "runbridge", "--host", "127.0.0.1", "--port", str(port)],
-            cwd=ROOT, env=full_env, stdout=log_file, stderr=subprocess.STDOUT, text=True,
-        )
-    server = ServerProcess(proc, port, log_path)
-    try:
-        wait_http(f"http://127.0.0.1:{port}/healthz", timeout_s=40)
+    """`manage.py runbridge` on loopback whose Django accepts this test process's staff sessions. `public_base` is
+    the URL Twilio is told to use (a proxy in front of several bridges); by default the bridge's own."""
+    extra = {"DJANGO_SECRET_KEY": settings.SECRET_KEY}
+    if public_base:
+        extra.update(PUBLIC_WEBHOOK_BASE_URL=public_base,
+                     BRIDGE_PUBLIC_URL=public_base.replace("http", "ws", 1) + "/media-stream")
+    with run_bridge(tmp_path, port=port, **{**extra, **env}) as server:
         yield server
-    finally:
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
 
 
 def http_status(url: str, timeout_s: float = 3.0) -> int:
