@@ -1,4 +1,7 @@
-"""One phone call: the Twilio Media Streams WebSocket ⇄ one OpenAI Realtime WebSocket.
+"""One phone call's sockets: the Twilio Media Streams WebSocket ⇄ one OpenAI WebSocket (Realtime or GPT-Live).
+
+The call's logic is `bridge.session.CallSession` (no I/O); this adapter owns the sockets, the database and the
+tasks, feeds the session what arrives and runs the actions it returns.
 
 The audio path does no per-frame logging, database or channel-layer work, and never decodes audio: Twilio's
 base64 μ-law payload goes upstream as-is, the model's base64 μ-law deltas go to Twilio as-is. Everything
@@ -9,10 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import time
-from collections import deque
 from typing import Any
 
 from channels.consumer import get_handler_name
@@ -25,16 +26,17 @@ from twilio.request_validator import RequestValidator
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
-from bridge import realtime_events as rt
+from bridge import session as cs
 from bridge import twilio_media as tw
+from bridge.call_config import CallConfig
+from bridge.engine import AgentAudio, ProtocolError
 from bridge.event_sink import sink
 from bridge.lifecycle import state
-from bridge.playback import PlaybackTracker
 from bridge.tools import ToolCallContext, run_http_tool
-from bridge.upstream import open_realtime
+from bridge.upstream import engine_for, open_upstream
 from calls import services, stream_token
 from calls.models import Call
-from voiceops.tracing import INVALID_SPAN, call_span
+from calls.tracing import INVALID_SPAN, call_span, remote_parent
 
 log = logging.getLogger(__name__)
 
@@ -42,9 +44,8 @@ log = logging.getLogger(__name__)
 CLOSE_PROTOCOL = 4400
 CLOSE_UNAUTHORIZED = 4401
 CLOSE_UNAVAILABLE = 4503
-EARLY_AUDIO_FRAMES = 100  # 2 s of caller audio kept while the upstream socket opens
 END_PLAYBACK_WAIT_S = 15.0  # how long a goodbye may play before the call is closed anyway
-FATAL_ERROR_TYPES = {"server_error"}
+UPSTREAM_CLOSE_WAIT_S = 5.0  # how long an engine that says goodbye upstream (GPT-Live) may take to confirm
 
 
 class MediaStreamConsumer(AsyncWebsocketConsumer):
@@ -70,22 +71,13 @@ class MediaStreamConsumer(AsyncWebsocketConsumer):
 
     # --- connection --------------------------------------------------------------------------------------
     async def connect(self) -> None:
-        self.call: Call | None = None
+        self.session: cs.CallSession | None = None
         self.stream_sid = ""
         self.upstream: ClientConnection | None = None
-        self.early_audio: deque[str] = deque(maxlen=EARLY_AUDIO_FRAMES)
-        self.playback = PlaybackTracker()
-        self.ending: str = ""
-        self.closed = False
-        self.response_active = False
-        self.response_idle = asyncio.Event()
-        self.response_idle.set()
-        self.suppressed_item: str | None = None
+        self.closed = False  # Twilio's socket
         self.end_mark_played = asyncio.Event()
-        self.usage: dict[str, Any] = {}
-        self.seq = 0
-        self.t0 = time.monotonic()
         self.tasks: set[asyncio.Task[Any]] = set()
+        self.end_task: asyncio.Task[None] | None = None
         self.trace_span = INVALID_SPAN  # the call's first span; later steps hang under it
         if state.draining:
             log.info("stream refused: bridge is draining")
@@ -115,45 +107,51 @@ class MediaStreamConsumer(AsyncWebsocketConsumer):
         except tw.ProtocolError as exc:
             await self._reject(CLOSE_PROTOCOL, exc.reason)
             return
+        session = self.session
         if type(message) is tw.Media:  # the hot path: 50 per second
-            if self.upstream is not None:
+            if session is None:
+                await self._reject(CLOSE_PROTOCOL, "media before start")
+                return
+            text = session.caller_audio(message.payload_b64)
+            if text is not None and self.upstream is not None:
                 try:  # noqa: SIM105 - try/except costs less per frame than contextlib.suppress
-                    await self.upstream.send(rt.append_audio(message.payload_b64))
+                    await self.upstream.send(text)
                 except ConnectionClosed:
                     pass  # the upstream task sees the close and ends the call
-            elif self.call is not None:
-                self.early_audio.append(message.payload_b64)
-            else:
-                await self._reject(CLOSE_PROTOCOL, "media before start")
             return
-        if type(message) is tw.Mark:
-            if message.name == "end":
-                self.end_mark_played.set()
-            else:
-                self.playback.on_mark(message.name)
-        elif type(message) is tw.Start:
+        if type(message) is tw.Start:
             await self._on_start(message)
+        elif session is None:
+            return  # connected, or a stray mark/dtmf/stop before start: nothing to act on
+        elif type(message) is tw.Mark:
+            if session.on_mark(message.name):
+                self.end_mark_played.set()
         elif type(message) is tw.Dtmf:
-            self._spawn(self._on_dtmf(message.digit))
+            await self._run(session.on_dtmf(message.digit, time.monotonic()))
         elif type(message) is tw.Stop:
-            await self._end(Call.EndReason.CALLER_HANGUP, close_twilio=False)
+            await self._run(session.end(Call.EndReason.CALLER_HANGUP, time.monotonic(), close_twilio=False))
 
     async def disconnect(self, code: int) -> None:
         """Twilio hung up (or the socket dropped): stop the upstream session at once, it is billed."""
         self.closed = True
-        if self.call is not None:
-            await self._end(Call.EndReason.CALLER_HANGUP, close_twilio=False)
+        if self.session is not None:
+            self.session.twilio_closed()
+            await self._run(self.session.end(Call.EndReason.CALLER_HANGUP, time.monotonic(),
+                                             close_twilio=False))
+            await self._ended()
 
     # --- call start -------------------------------------------------------------------------------------
     async def _on_start(self, start: tw.Start) -> None:
-        # Tasks spawned in here (the OpenAI session, hence tool calls) inherit this span as their parent.
-        with call_span("call.start", call_sid=start.call_sid, stream_sid=start.stream_sid) as span:
-            if self.call is None:
+        # The call continues the webhook's trace (its `traceparent` stream parameter) when there is one. Tasks
+        # spawned in here (the OpenAI session, hence tool calls) inherit this span as their parent.
+        parent = remote_parent(start.custom_parameters.get("traceparent", ""))
+        with call_span("call.start", parent=parent, call_sid=start.call_sid, stream_sid=start.stream_sid) as span:
+            if self.session is None:
                 self.trace_span = span
             await self._start(start)
 
     async def _start(self, start: tw.Start) -> None:
-        if self.call is not None:
+        if self.session is not None:
             await self._reject(CLOSE_PROTOCOL, "second start on one stream")
             return
         try:
@@ -172,245 +170,213 @@ class MediaStreamConsumer(AsyncWebsocketConsumer):
         if call is None:
             await self._reject(CLOSE_UNAUTHORIZED, "stream token already used")
             return
-        self.call, self.stream_sid, self.t0 = call, start.stream_sid, time.monotonic()
-        self.snapshot: dict[str, Any] = call.config_snapshot
+        config = CallConfig.from_snapshot(call.config_snapshot, settings.OPENAI_REALTIME_MODEL)
+        now = time.monotonic()
+        self.stream_sid = start.stream_sid
+        self.session = cs.CallSession(call, config, engine_for(config), now,
+                                      handover_after_s=settings.OPENAI_REALTIME_HANDOVER_S)
         state.add(self)
-        log.info("call %s stream %s started (config %s)", call.twilio_call_sid, start.stream_sid,
-                 self.snapshot.get("config_id"))
-        sink.publish(self._live("started"))
-        if not settings.OPENAI_API_KEY or not self.snapshot:
-            await self._end(Call.EndReason.NOT_CONFIGURED)
-            return
-        self._spawn(self._upstream_loop())
-        self._spawn(self._time_limit(int(self.snapshot.get("max_call_seconds") or 3300)))
+        log.info("call %s stream %s started (config %s, %s)", call.twilio_call_sid, start.stream_sid,
+                 config.config_id, config.engine)
+        await self._run(self.session.start(now, api_key_set=bool(settings.OPENAI_API_KEY)))
+
+    # --- running the session's actions --------------------------------------------------------------------
+    async def _run(self, actions: list[cs.Action]) -> None:
+        for action in actions:
+            kind = type(action)
+            if kind is cs.SendUpstream:
+                if self.upstream is not None:
+                    with contextlib.suppress(ConnectionClosed):  # the upstream task sees the close
+                        await self.upstream.send(action.text)
+            elif kind is cs.SendTwilio:
+                if not self.closed:
+                    await self.send(text_data=action.text)
+            elif kind is cs.Record:
+                sink.add(self.session.call.pk, action.event, action.live)
+            elif kind is cs.Publish:
+                sink.publish(action.live)
+            elif kind is cs.RunTool:
+                self._spawn(self._run_tool(action))
+            elif kind is cs.OpenUpstream:
+                self._spawn(self._upstream_loop())
+            elif kind is cs.FlushEarlyAudio:
+                await self._flush_early_audio()
+            elif kind is cs.StartTimer:
+                self._spawn(self._timer(action.name, action.seconds))
+            elif kind is cs.HandOver:
+                self._spawn(self._hand_over())
+            elif kind is cs.EndCall:
+                # Its own task: the upstream reader (which may be what asked for the end) must keep reading
+                # while the end waits for the goodbye to play and for an engine's close confirmation.
+                self.end_task = self._spawn(self._end(action))
+
+    async def _flush_early_audio(self) -> None:
+        session = self.session
+        while (text := session.pop_early_audio()) is not None:
+            if self.upstream is not None:
+                with contextlib.suppress(ConnectionClosed):
+                    await self.upstream.send(text)
+
+    async def _timer(self, name: str, seconds: float) -> None:
+        await asyncio.sleep(seconds)
+        await self._run(self.session.on_timer(name, time.monotonic()))
+
+    async def _run_tool(self, tool: cs.RunTool) -> None:
+        session = self.session
+        context = ToolCallContext(call_sid=self._sid, config_id=session.config.config_id, call_id=tool.call_id)
+        output = await run_http_tool(tool.spec, tool.arguments, context)
+        await self._run(session.tool_done(tool.call_id, tool.name, output, time.monotonic()))
 
     # --- upstream ---------------------------------------------------------------------------------------
-    async def _upstream_loop(self) -> None:
-        reason = Call.EndReason.UPSTREAM_ERROR
+    async def _connect_upstream(self) -> ClientConnection | None:
         try:
-            ws = await open_realtime(self.snapshot.get("model") or settings.OPENAI_REALTIME_MODEL)
+            return await open_upstream(self.session.config)
         except (OSError, InvalidHandshake, TimeoutError) as exc:
-            log.error("call %s: OpenAI Realtime connect failed: %s", self._sid, type(exc).__name__)
-            self._event("error", f"OpenAI connect failed: {type(exc).__name__}")
-            await self._end(reason)
+            log.error("call %s: OpenAI connect failed: %s", self._sid, type(exc).__name__)
+            detail = f"OpenAI connect failed: {type(exc).__name__}"
+            await self._run(self.session.upstream_lost(time.monotonic(), detail))
+            return None
+
+    async def _upstream_loop(self) -> None:
+        ws = await self._connect_upstream()
+        if ws is None:
             return
-        if self.ending:
+        session = self.session
+        if session.ending:
             await ws.close()
             return
+        self.upstream = ws
+        await self._run(session.upstream_open())
+        await self._read_upstream(ws)
+
+    async def _read_upstream(self, ws: ClientConnection) -> None:
+        """Read one upstream socket until it closes; a close that the call did not ask for ends the call."""
+        session = self.session
+        engine = session.engine
+        detail = ""
         try:
-            await ws.send(rt.to_text(rt.session_update(self.snapshot)))
-            if self.snapshot.get("greeting"):
-                await ws.send(rt.to_text(rt.greeting_response(self.snapshot["greeting"])))
-            while self.early_audio:
-                await ws.send(rt.append_audio(self.early_audio.popleft()))
-            self.upstream = ws
             async for text in ws:
-                await self._on_upstream(text)
-            if not self.ending:
-                log.warning("call %s: OpenAI closed the session (%s)", self._sid, ws.close_code)
-                self._event("error", f"OpenAI closed the session ({ws.close_code})")
+                event = engine.parse(text)
+                if type(event) is AgentAudio:  # the hot path downstream
+                    frames = session.agent_audio(event)
+                    if frames is not None:
+                        await self.send(text_data=frames[0])
+                        await self.send(text_data=frames[1])
+                elif event is not None:
+                    await self._run(session.on_event(event, time.monotonic()))
+            detail = f"OpenAI closed the session ({ws.close_code})"
         except ConnectionClosed as exc:
-            if self.ending:
-                return
-            log.warning("call %s: OpenAI connection lost (%s)", self._sid, exc.rcvd.code if exc.rcvd else "no close")
-            self._event("error", "OpenAI connection lost")
-        except rt.ProtocolError as exc:
+            detail = "OpenAI connection lost"
+            log_code = exc.rcvd.code if exc.rcvd else "no close"
+            if ws is self.upstream and not session.ending:
+                log.warning("call %s: OpenAI connection lost (%s)", self._sid, log_code)
+        except ProtocolError as exc:
             log.error("call %s: unreadable OpenAI event: %s", self._sid, exc.reason)
-            self._event("error", f"unreadable OpenAI event: {exc.reason}")
+            detail = f"unreadable OpenAI event: {exc.reason}"
         finally:
-            self.upstream = None
             await ws.close()
-        await self._end(reason)
+        if ws is not self.upstream:
+            return  # a socket the call has moved away from (handover) or already closed (the end)
+        self.upstream = None
+        if not session.ending and detail.startswith("OpenAI closed"):
+            log.warning("call %s: %s", self._sid, detail)
+        await self._run(session.upstream_lost(time.monotonic(), detail))
 
-    async def _on_upstream(self, text: str | bytes) -> None:
-        event = rt.parse_server_event(text)
-        kind = event.type
-        if kind == "response.output_audio.delta":  # the hot path downstream
-            item_id = event.item_id
-            if item_id == self.suppressed_item or self.closed:
-                return  # audio of an item the caller already interrupted
-            mark = self.playback.on_audio_sent(item_id, tw.b64_audio_len(event.delta))
-            await self.send(text_data=tw.media_message(self.stream_sid, event.delta))
-            await self.send(text_data=tw.mark_message(self.stream_sid, mark))
+    async def _hand_over(self) -> None:
+        """Move the call onto a fresh upstream session before the current one reaches its time limit. Caller
+        audio keeps flowing to the old session until the new one has its configuration and history."""
+        session = self.session
+        ws: ClientConnection | None = None
+        try:
+            ws = await open_upstream(session.config)
+            for text in session.handover_opening():
+                await ws.send(text)
+        except (OSError, InvalidHandshake, TimeoutError, ConnectionClosed) as exc:
+            if ws is not None:
+                await ws.close()
+            await self._run(session.handover_failed(time.monotonic(), type(exc).__name__))
             return
-        data = event.data
-        if kind == "input_audio_buffer.speech_started":
-            await self._barge_in()
-        elif kind == "response.created":
-            self.response_active = True
-            self.response_idle.clear()
-        elif kind == "response.done":
-            self._on_response_done(data.get("response") or {})
-        elif kind == "response.function_call_arguments.done":
-            self._spawn(self._run_tool(data.get("call_id", ""), data.get("name", ""), data.get("arguments", "")))
-        elif kind == "conversation.item.input_audio_transcription.completed":
-            self._event("caller", data.get("transcript", ""), {"item_id": data.get("item_id")})
-        elif kind == "response.output_audio_transcript.done":
-            self._event("agent", data.get("transcript", ""), {"item_id": data.get("item_id")})
-        elif kind == "error":
-            await self._on_error(data.get("error") or {})
-
-    def _on_response_done(self, response: dict[str, Any]) -> None:
-        self.response_active = False
-        self.response_idle.set()
-        usage = response.get("usage")
-        if isinstance(usage, dict):
-            _add_usage(self.usage, usage)
-        if response.get("status") == "failed":
-            details = (response.get("status_details") or {}).get("error") or {}
-            self._event("error", f"response failed: {details.get('message', 'unknown')}", {"details": details})
-
-    async def _on_error(self, error: dict[str, Any]) -> None:
-        code, message = error.get("code") or "", error.get("message") or ""
-        if code == "response_cancel_not_active":
-            return  # a race with the server's own cancel on barge-in: harmless
-        self._event("error", f"OpenAI error {code or error.get('type', '')}: {message}"[:500],
-                    {"type": error.get("type"), "code": code})
-        log.warning("call %s: OpenAI error %s %s", self._sid, error.get("type"), code)
-        if error.get("type") in FATAL_ERROR_TYPES:
-            await self._end(Call.EndReason.UPSTREAM_ERROR)
-
-    # --- barge-in ---------------------------------------------------------------------------------------
-    async def _barge_in(self, cancel: bool = False) -> None:
-        """The caller talks over the agent: stop playback at Twilio and tell the model what was heard.
-        With server VAD (interrupt_response) the server cancels its response itself; `cancel` is for
-        interruptions it cannot see, such as a keypress."""
-        if not self.snapshot.get("turn_detection", {}).get("interrupt_response", True) and not cancel:
+        except asyncio.CancelledError:  # the call ended meanwhile: the new session must not outlive it
+            if ws is not None:
+                ws.transport.abort()
+            raise
+        if session.ending:
+            await ws.close()
             return
-        if cancel and self.response_active and self.upstream is not None:
-            await self.upstream.send(rt.to_text(rt.response_cancel()))
-        point = self.playback.on_barge_in()
-        if point is None:
-            return
-        self.suppressed_item = point.item_id
-        await self.send(text_data=tw.clear_message(self.stream_sid))
-        if self.upstream is not None:
-            await self.upstream.send(rt.to_text(rt.truncate(point.item_id, point.truncate_point_ms)))
-        self._event("barge_in", "", {"item_id": point.item_id, "heard_ms": point.truncate_point_ms})
-
-    async def _on_dtmf(self, digit: str) -> None:
-        self._event("dtmf", digit)
-        if self.upstream is None:
-            return
-        await self._barge_in(cancel=True)
-        await self.upstream.send(rt.to_text(rt.user_text(f"(The caller pressed {digit} on the keypad.)")))
-        await self.response_idle.wait()
-        if self.upstream is not None and not self.ending:
-            await self.upstream.send(rt.to_text(rt.response_create()))
-
-    # --- tools ------------------------------------------------------------------------------------------
-    async def _run_tool(self, call_id: str, name: str, arguments: str) -> None:
-        self._event("tool_call", name, {"call_id": call_id, "arguments": arguments[:2000]})
-        spec = next((t for t in self.snapshot.get("tools", []) if t.get("name") == name), None)
-        if spec is not None and spec.get("kind") == "builtin" and name in ("end_call", "transfer_call"):
-            reason = Call.EndReason.AGENT_ENDED if name == "end_call" else Call.EndReason.TRANSFERRED
-            self._event("tool_result", name, {"call_id": call_id, "output": "call ending"})
-            await self.response_idle.wait()  # let the model finish its goodbye first
-            await self._end(reason, after_playback=True)
-            return
-        if spec is None or spec.get("kind") != "http":
-            output = json.dumps({"ok": False, "error": f"unknown tool {name!r}"})
-        else:
-            context = ToolCallContext(call_sid=self._sid, config_id=self.snapshot.get("config_id"), call_id=call_id)
-            output = await run_http_tool(spec, arguments, context)
-        self._event("tool_result", name, {"call_id": call_id, "output": output[:2000]})
-        if self.upstream is None or self.ending:
-            return
-        await self.upstream.send(rt.to_text(rt.function_call_output(call_id, output)))
-        await self.response_idle.wait()  # a response.create during a live response is rejected
-        if self.upstream is not None and not self.ending:
-            await self.upstream.send(rt.to_text(rt.response_create()))
+        old, self.upstream = self.upstream, ws
+        if old is not None:
+            await old.close()
+        log.info("call %s: moved to a fresh OpenAI session", self._sid)
+        self._spawn(self._read_upstream(ws))
+        await self._run(session.handed_over(time.monotonic()))
 
     # --- ending -----------------------------------------------------------------------------------------
     async def end_politely(self, reason: str) -> None:
         """Used by the drain: the Connect action then tells the caller why the call ends."""
-        await self._end(reason)
+        if self.session is not None:
+            await self._run(self.session.end(reason, time.monotonic()))
+            await self._ended()
 
-    async def _time_limit(self, seconds: int) -> None:
-        await asyncio.sleep(seconds)
-        await self._end(Call.EndReason.MAX_DURATION, after_playback=True)
+    async def _end(self, end: cs.EndCall) -> None:
+        session = self.session
+        with call_span("call.end", parent=self.trace_span, call_sid=self._sid, end_reason=end.reason,
+                       duration_s=int(time.monotonic() - session.t0)):
+            if end.wait_for_playback and not self.closed:
+                await self.send(text_data=tw.mark_message(self.stream_sid, cs.END_MARK))
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.end_mark_played.wait(), END_PLAYBACK_WAIT_S)
+            await self._close_upstream()
+            for task in self.tasks:
+                if task is not asyncio.current_task():
+                    task.cancel()
+            stored = None
+            try:
+                stored = await database_sync_to_async(services.finish_call)(
+                    session.call.pk, end.reason, session.usage or None)
+            except DatabaseError:
+                log.exception("call %s: could not record the end (%s)", self._sid, end.reason)
+            log.info("call %s ended: %s after %ds", self._sid, end.reason, int(time.monotonic() - session.t0))
+            await self._run(session.finished(time.monotonic(), stored))
+            state.discard(self)
+            if end.close_twilio and not self.closed:
+                self.closed = True
+                session.twilio_closed()
+                await self.close(code=1000)
 
-    async def _end(self, reason: str, after_playback: bool = False, close_twilio: bool = True) -> None:
-        """End the call once: record why, close the upstream session, then close Twilio's socket so that
-        Twilio asks the webhook's Connect action what to say or do next (apology, transfer, hang-up)."""
-        if self.ending or self.call is None:
-            return
-        self.ending = reason
-        with call_span("call.end", parent=self.trace_span, call_sid=self._sid, end_reason=reason,
-                       duration_s=int(time.monotonic() - self.t0)):
-            await self._finish(reason, after_playback, close_twilio)
-
-    async def _finish(self, reason: str, after_playback: bool, close_twilio: bool) -> None:
-        if after_playback and self.playback.is_playing and not self.closed:
-            await self.send(text_data=tw.mark_message(self.stream_sid, "end"))
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.end_mark_played.wait(), END_PLAYBACK_WAIT_S)
+    async def _close_upstream(self) -> None:
         upstream, self.upstream = self.upstream, None
-        if upstream is not None:
-            await upstream.close()
-        for task in self.tasks:
-            if task is not asyncio.current_task():
-                task.cancel()
-        try:
-            await database_sync_to_async(services.finish_call)(self.call.pk, reason, self.usage or None)
-        except DatabaseError:
-            log.exception("call %s: could not record the end (%s)", self._sid, reason)
-        log.info("call %s ended: %s after %ds", self._sid, reason, int(time.monotonic() - self.t0))
-        self._event("status", f"call ended: {reason}", {"end_reason": reason, "usage": self.usage})
-        sink.publish(self._live("ended"))
-        state.discard(self)
-        if close_twilio and not self.closed:
-            self.closed = True
-            await self.close(code=1000)
+        if upstream is None:
+            return
+        goodbye = self.session.engine.close()
+        if goodbye:  # an engine that confirms the end (and its final usage) before it closes the socket
+            with contextlib.suppress(ConnectionClosed, TimeoutError):
+                for text in goodbye:
+                    await upstream.send(text)
+                # The reading task goes on meanwhile and hands the final events to the session.
+                await asyncio.wait_for(upstream.wait_closed(), UPSTREAM_CLOSE_WAIT_S)
+        await upstream.close()
 
     async def _reject(self, code: int, reason: str) -> None:
         log.warning("stream %s closed: %s", self.stream_sid or "(no start)", reason)
-        if self.call is not None:
-            self._event("error", f"stream closed: {reason}")
-            self.closed = True
-            await self._end(Call.EndReason.PROTOCOL_ERROR, close_twilio=False)
         self.closed = True
+        if self.session is not None:
+            self.session.twilio_closed()
+            await self._run(self.session.stream_error(reason, time.monotonic()))
         await self.close(code=code, reason=reason[:120])
+        await self._ended()
 
     # --- helpers ----------------------------------------------------------------------------------------
     @property
     def _sid(self) -> str:
-        return self.call.twilio_call_sid if self.call else ""
+        return self.session.call.twilio_call_sid if self.session else ""
 
-    def _spawn(self, coro: Any) -> None:
+    def _spawn(self, coro: Any) -> asyncio.Task[Any]:
         task = asyncio.get_running_loop().create_task(coro)
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
+        return task
 
-    def _event(self, kind: str, text: str = "", data: dict[str, Any] | None = None) -> None:
-        if self.call is None:
-            return
-        self.seq += 1
-        event = {"seq": self.seq, "kind": kind, "t_ms": int((time.monotonic() - self.t0) * 1000),
-                 "text": text, "data": data or {}}
-        sink.add(self.call.pk, event, self._live("event", event))
-
-    def _live(self, what: str, event: dict[str, Any] | None = None) -> dict[str, Any]:
-        call = self.call
-        assert call is not None
-        return {
-            "type": "call.update", "call_id": call.pk, "what": what, "event": event,
-            "call": {
-                "id": call.pk, "sid": call.twilio_call_sid, "from": services.mask_phone(call.from_number),
-                "to": call.to_number, "config": self.snapshot.get("name", ""),
-                "status": "completed" if self.ending else "in_progress",
-                "started_at": call.started_at.isoformat() if call.started_at else None,
-                "end_reason": self.ending,
-            },
-        }
-
-
-def _add_usage(total: dict[str, Any], usage: dict[str, Any]) -> None:
-    """Sum response.done usage objects, nested token details included."""
-    for key, value in usage.items():
-        if isinstance(value, bool):
-            continue
-        if isinstance(value, int | float):
-            total[key] = total.get(key, 0) + value
-        elif isinstance(value, dict):
-            _add_usage(total.setdefault(key, {}), value)
+    async def _ended(self) -> None:
+        """Wait for the call's end to be recorded (the drain and the hang-up wait for it)."""
+        if self.end_task is not None and self.end_task is not asyncio.current_task():
+            await asyncio.shield(self.end_task)

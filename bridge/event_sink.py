@@ -18,14 +18,9 @@ from channels.layers import get_channel_layer
 from django.db import DatabaseError, IntegrityError, close_old_connections, transaction
 
 from calls import services
+from calls.live_feed import ALL_CALLS_GROUP, call_group
 
 log = logging.getLogger(__name__)
-
-ALL_CALLS_GROUP = "voiceops.calls"
-
-
-def call_group(call_id: int) -> str:
-    return f"voiceops.call.{call_id}"
 
 
 def _write_batch(batch: list[tuple[int, dict[str, Any]]]) -> None:

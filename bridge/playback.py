@@ -61,6 +61,11 @@ class PlaybackTracker:
         return bool(self._pending)
 
     @property
+    def queued_bytes(self) -> int:
+        """Audio of the current item forwarded to Twilio and not yet confirmed played."""
+        return self._sent_bytes - self._played_bytes if self._pending else 0
+
+    @property
     def item_id(self) -> str | None:
         """The assistant item whose audio was forwarded last."""
         return self._item_id

@@ -5,7 +5,9 @@ unknown keys; the tests check exactly that):
 
     session_update(snapshot)          -> dict  # the whole session config, from a call's config snapshot
     greeting_response(text)           -> dict  # response.create: the agent speaks first, saying `text`
+    instructed_response(instructions) -> dict  # response.create with one-off instructions (e.g. a goodbye)
     user_text(text)                   -> dict  # conversation.item.create: a user text message (e.g. a keypress note)
+    assistant_text(text)              -> dict  # conversation.item.create: what the agent said (handover history)
     function_call_output(call_id, s)  -> dict  # conversation.item.create: a tool's result
     response_create()                 -> dict  # ask for a response (after a tool result)
     response_cancel()                 -> dict
@@ -40,8 +42,10 @@ __all__ = [
     "ProtocolError",
     "ServerEvent",
     "append_audio",
+    "assistant_text",
     "function_call_output",
     "greeting_response",
+    "instructed_response",
     "parse_server_event",
     "response_cancel",
     "response_create",
@@ -126,7 +130,20 @@ def greeting_response(text: str) -> dict[str, Any]:
         "word for word, in the voice and language it is written in, then stop and wait for the caller "
         f"to speak:\n{text}"
     )
+    return instructed_response(instructions)
+
+
+def instructed_response(instructions: str) -> dict[str, Any]:
+    """A `response.create` whose `instructions` replace the session's for that one response."""
     return {"type": "response.create", "response": {"instructions": instructions}}
+
+
+def assistant_text(text: str) -> dict[str, Any]:
+    """A `conversation.item.create` adding what the agent said earlier (a handover's history)."""
+    return {
+        "type": "conversation.item.create",
+        "item": {"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": text}]},
+    }
 
 
 def user_text(text: str) -> dict[str, Any]:

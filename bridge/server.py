@@ -1,12 +1,13 @@
-"""Daphne with the bridge's own SIGTERM/SIGINT handling: drain live calls before the process exits.
+"""uvicorn (uvloop, httptools, websockets-sansio) with the bridge's own SIGTERM/SIGINT handling: drain live calls
+before the process exits.
 
-Plain daphne lets Twisted stop the reactor on SIGTERM at once, cutting every call off mid-sentence. Here the
-first SIGTERM (or Ctrl-C) turns the bridge not-ready (`/readyz` 503, new streams refused), waits for the live
-calls to end for up to the drain timeout, ends the rest politely (`BridgeState.drain`), then stops the
-reactor: the process exits 0. A second signal stops at once (exit 1); a third exits without cleanup.
+uvicorn serves the bridge because it measured best for this workload (docs/perf.md, tests/benchmarks/
+server_compare.py): about half daphne's CPU per call and a fraction of its tail latency.
 
-Daphne runs Twisted on the asyncio reactor, so the reactor's loop is an ordinary asyncio loop: the signal
-handlers and the drain coroutine live on it, next to the calls.
+Plain uvicorn starts its shutdown on SIGTERM at once, cutting every call off mid-sentence. Here the first SIGTERM
+(or Ctrl-C) turns the bridge not-ready (`/readyz` 503, new streams refused), waits for the live calls to end for up
+to the drain timeout, ends the rest politely (`BridgeState.drain`), then stops uvicorn: the process exits 0. A
+second signal stops at once (exit 1); a third exits without cleanup.
 """
 
 from __future__ import annotations
@@ -16,77 +17,103 @@ import contextlib
 import logging
 import os
 import signal
+import socket
 import sys
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-import daphne.server  # installs Twisted's asyncio reactor: it must come before the twisted imports
-from daphne.ws_protocol import WebSocketProtocol
-from twisted.internet import defer, reactor
-from twisted.internet import error as twisted_error
+import uvicorn
+from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
 from bridge.lifecycle import BridgeState
 from bridge.lifecycle import state as bridge_state
 
 log = logging.getLogger(__name__)
 
-# Twilio keeps a call's stream open for the whole call (≤ 60 min: the Realtime session limit, and the
-# calls end themselves a few minutes earlier); this only reaps sockets something forgot to close.
-WEBSOCKET_TIMEOUT_S = 3700
 PING_INTERVAL_S = 20  # keeps the ALB (idle timeout 3600 s) and NATs from dropping a quiet stream
 PING_TIMEOUT_S = 30
-FORCED_STOP_GRACE_S = 5.0  # after a second signal, how long cancelled calls get before a hard exit
+# Twilio's largest message (`start`, with the custom parameters) is a few KB and a media frame ~250 bytes;
+# anything near this is not Twilio: it gets a 1009 close with a reason.
+MAX_MESSAGE_BYTES = 64 * 1024
+CLOSE_REASON_BYTES = 123  # the WebSocket protocol's limit for a close frame's reason
+FORCED_STOP_GRACE_S = 5.0  # after the stop starts, how long connections and tasks get before a hard exit
 
 EXIT_DRAINED = 0
 EXIT_FORCED = 1
 
-
-def endpoint(host: str, port: int) -> str:
-    """A Twisted endpoint description (the form daphne's `-e` takes); IPv6 colons are escaped."""
-    interface = host.replace(":", "\\:")
-    return f"tcp:port={int(port)}:interface={interface}"
+Asgi = Callable[..., Any]
 
 
-class _WebSocketProtocol(WebSocketProtocol):
-    """Daphne 4.2 drops the `reason` of an ASGI `websocket.close`; the bridge's close reasons tell Twilio's
-    logs (and tests) why a stream was refused, so pass them on (≤ 123 bytes of UTF-8, the protocol's limit)."""
+def limit_close_reasons(app: Asgi) -> Asgi:
+    """The bridge's close reasons tell Twilio's logs (and tests) why a stream was refused; a reason longer than
+    the protocol allows would make the server fail the close, so cut it to 123 bytes of UTF-8."""
 
-    def handle_reply(self, message: dict[str, Any]) -> None:
-        reason = message.get("reason")
-        if message.get("type") == "websocket.close" and reason and self.state != self.STATE_CONNECTING:
-            code = message.get("code") or 1000
-            self.sendClose(code=code, reason=_truncate_utf8(str(reason), 123))
+    async def application(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "websocket":
+            await app(scope, receive, send)
             return
-        super().handle_reply(message)
+
+        async def send_with_short_reason(message: dict[str, Any]) -> None:
+            if message["type"] == "websocket.close" and message.get("reason"):
+                message = {**message, "reason": _truncate_utf8(str(message["reason"]), CLOSE_REASON_BYTES)}
+            await send(message)
+
+        await app(scope, receive, send_with_short_reason)
+
+    return application
 
 
 def _truncate_utf8(text: str, limit: int) -> str:
     return text.encode()[:limit].decode("utf-8", "ignore")
 
 
-class _DaphneServer(daphne.server.Server):
-    def kill_all_applications(self) -> defer.Deferred[object]:
-        """Daphne's own version raises KeyError on a connection that has no application yet (an HTTP request
-        being upgraded to a WebSocket), which skips the cancelling and leaves call tasks running while the
-        loop stops (CPython 3.11 then crashes finalizing them). Cancel every live application instance."""
-        pending = [
-            instance for details in self.connections.values()
-            if (instance := details.get("application_instance")) is not None and not instance.done()
-        ]
-        for instance in pending:
-            instance.cancel()
-        if pending:
-            log.info("cancelled %d application instance(s) at shutdown", len(pending))
-        waiting = defer.Deferred.fromFuture(asyncio.gather(*pending, return_exceptions=True))
-        waiting.addErrback(lambda _: None)
-        return waiting
+def listen(host: str, port: int) -> socket.socket:
+    """The listening socket, bound before uvicorn starts so that a taken port is a clear error."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        return socket.create_server((host, port), family=family, backlog=2048)
+    except OSError as exc:
+        raise OSError(f"could not listen on {host}:{port}: {exc.strerror or exc}") from exc
+
+
+INVALID_UTF8_REASON = "invalid UTF-8 in a text message"
+
+
+class _MediaStreamsProtocol(WebSocketsSansIOProtocol):
+    """uvicorn's websockets-sansio protocol, whose 1007 close for a text message with invalid UTF-8 carries no
+    reason: the peer is told why. Set up once per connection; nothing changes per message."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        send_close = self.conn.send_close
+
+        def send_close_with_reason(code: int | None = None, reason: str = "") -> None:
+            send_close(code, reason or (INVALID_UTF8_REASON if code == 1007 else ""))
+
+        self.conn.send_close = send_close_with_reason  # type: ignore[method-assign]
+
+
+class _UvicornServer(uvicorn.Server):
+    def __init__(self, config: uvicorn.Config, on_started: Callable[[], None]) -> None:
+        super().__init__(config)
+        self._on_started = on_started
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        """The bridge handles SIGTERM/SIGINT itself (BridgeServer._on_signal), on the event loop."""
+        yield
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        if self.started:
+            self._on_started()
 
 
 class BridgeServer:
     def __init__(
         self,
-        application: Callable[..., Any],
+        application: Asgi,
         *,
         host: str,
         port: int,
@@ -105,55 +132,43 @@ class BridgeServer:
         self._signals = 0
         self._drain_task: asyncio.Task[None] | None = None
         self._stopping = False
-        self.daphne = _DaphneServer(
-            application=application,
-            endpoints=[endpoint(host, port)],
-            signal_handlers=False,  # ours, installed in _ready
+        config = uvicorn.Config(
+            limit_close_reasons(application),
+            loop="uvloop",
+            http="httptools",
+            ws=_MediaStreamsProtocol,
+            lifespan="off",  # Channels' router has no lifespan; nothing needs start-up events
             # Behind the ALB: the client address and scheme come from its X-Forwarded-* headers.
-            proxy_forwarded_address_header="X-Forwarded-For",
-            proxy_forwarded_port_header="X-Forwarded-Port",
-            proxy_forwarded_proto_header="X-Forwarded-Proto",
-            websocket_timeout=WEBSOCKET_TIMEOUT_S,
-            ping_interval=PING_INTERVAL_S,
-            ping_timeout=PING_TIMEOUT_S,
+            proxy_headers=True,
+            forwarded_allow_ips="*",
+            ws_ping_interval=PING_INTERVAL_S,
+            ws_ping_timeout=PING_TIMEOUT_S,
+            ws_max_size=MAX_MESSAGE_BYTES,
+            ws_per_message_deflate=False,  # μ-law base64 barely compresses; deflate would cost CPU per frame
             root_path=root_path,
-            ready_callable=self._ready,
-            server_name="voiceops",
+            timeout_graceful_shutdown=FORCED_STOP_GRACE_S / 2,
+            server_header=False,
+            headers=[("server", "voiceops")],
+            access_log=False,
+            log_config=None,  # Django's LOGGING configures the loggers
         )
+        self.uvicorn = _UvicornServer(config, on_started=self._started)
 
     def run(self) -> int:
         """Serve until a signal ends it; returns the process exit code. Raises OSError when it cannot listen."""
-        self.daphne.run()
-        if self.daphne.abort_start or not self.daphne.listening_addresses:
-            raise OSError(f"could not listen on {self.host}:{self.port}")
-        self._finish_leftover_tasks()
+        sock = listen(self.host, self.port)
+        with asyncio.Runner(loop_factory=self.uvicorn.config.get_loop_factory()) as runner:
+            runner.run(self._serve(sock))
         return self.exit_code
 
-    def _finish_leftover_tasks(self) -> None:
-        """Background tasks still pending once the reactor stopped (drain, metrics, task protection, a call's
-        helpers) are cancelled and awaited, so the interpreter never has to finalize half-run coroutines."""
-        loop = asyncio.get_event_loop()
-        leftover = [task for task in asyncio.all_tasks(loop) if not task.done()]
-        if not leftover:
-            return
-        for task in leftover:
-            task.cancel()
-        _, still_pending = loop.run_until_complete(asyncio.wait(leftover, timeout=FORCED_STOP_GRACE_S))
-        if still_pending:
-            log.error("%d task(s) ignored cancellation at exit", len(still_pending))
-            _hard_exit(self.exit_code)
-
-    # --- startup: runs just before the reactor (and so the asyncio loop) starts -----------------------
-    def _ready(self) -> None:
-        self.daphne.ws_factory.protocol = _WebSocketProtocol  # before any connection is accepted
-        loop = asyncio.get_event_loop()  # daphne has made the reactor's loop the current one
+    async def _serve(self, sock: socket.socket) -> None:
+        loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, self._on_signal, signum)
-        loop.call_soon(self._started)
+        await self.uvicorn.serve(sockets=[sock])
 
     def _started(self) -> None:
-        addresses = ", ".join(f"{h}:{p}" for h, p in self.daphne.listening_addresses)
-        log.info("bridge serving on %s (pid %d; SIGTERM drains calls for up to %ss)", addresses or "?",
+        log.info("bridge serving on %s:%d (pid %d; SIGTERM drains calls for up to %ss)", self.host, self.port,
                  os.getpid(), self.drain_timeout_s)
         _run_hooks(self.on_start, "start")
 
@@ -166,7 +181,8 @@ class BridgeServer:
         elif self._signals == 2:
             log.warning("%s again: stopping now, cutting off %d live call(s)", name, self.state.active_calls)
             self.exit_code = EXIT_FORCED
-            self._stop_reactor()
+            self.uvicorn.force_exit = True
+            self._stop()
         else:
             _hard_exit(EXIT_FORCED)
 
@@ -183,20 +199,19 @@ class BridgeServer:
             log.exception("drain failed; stopping anyway")
         log.info("draining ended after %.1fs: %d call(s) were live, %d ended by the drain, %d left; stopping",
                  time.monotonic() - started, live, ended_by_drain, self.state.active_calls)
-        self._stop_reactor()
+        self._stop()
 
-    def _stop_reactor(self) -> None:
+    def _stop(self) -> None:
         if self._stopping:
             return
         self._stopping = True
-        # Stopping waits for cancelled calls to unwind; never longer than this.
+        # Stopping waits for connections and cancelled calls to unwind; never longer than this.
         asyncio.get_running_loop().call_later(FORCED_STOP_GRACE_S, lambda: _hard_exit(self.exit_code))
         drain = self._drain_task
         if drain is not None and not drain.done() and drain is not asyncio.current_task():
             drain.cancel()
         _run_hooks(self.on_stop, "stop")
-        with contextlib.suppress(twisted_error.ReactorNotRunning):
-            reactor.stop()
+        self.uvicorn.should_exit = True
 
 
 def _run_hooks(hooks: Iterable[Callable[[], object]], when: str) -> None:

@@ -62,7 +62,8 @@ import jsonschema
 from django.conf import settings
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
-from voiceops.tracing import call_span
+from calls.tracing import call_span
+from calls.validators import is_public_address
 
 log = logging.getLogger(__name__)
 
@@ -75,9 +76,6 @@ MAX_TIMEOUT_S = 30.0
 
 _HEADER_NAME = re.compile(r"[A-Za-z0-9!#$%&'*+.^_`|~-]+")
 _HEADER_VALUE = re.compile(r"[\x20-\x7e]+")
-_NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
-
-IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
 @dataclass(frozen=True)
@@ -270,33 +268,6 @@ def _request_headers(spec: dict[str, Any], body: str) -> dict[str, str]:
 
 
 # --- SSRF guard -----------------------------------------------------------------------------------------
-def _embedded_ipv4(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
-    """The IPv4 address an IPv6 address really reaches, for the forms a stack or gateway translates."""
-    if address.ipv4_mapped is not None:
-        return address.ipv4_mapped
-    if address.sixtofour is not None:
-        return address.sixtofour
-    if address in _NAT64:
-        return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
-    return None
-
-
-def is_public_address(address: IPAddress) -> bool:
-    """True only for globally routable unicast addresses."""
-    if isinstance(address, ipaddress.IPv6Address):
-        embedded = _embedded_ipv4(address)
-        if embedded is not None:
-            return is_public_address(embedded)
-    return address.is_global and not (
-        address.is_private
-        or address.is_loopback
-        or address.is_link_local
-        or address.is_multicast
-        or address.is_reserved
-        or address.is_unspecified
-    )
-
-
 async def resolve(host: str, port: int) -> list[tuple[socket.AddressFamily, tuple[Any, ...]]]:
     """(family, sockaddr) for each address of host: the one DNS lookup of a tool call."""
     infos = await asyncio.get_running_loop().getaddrinfo(

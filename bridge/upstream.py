@@ -1,4 +1,4 @@
-"""The OpenAI Realtime WebSocket for one call (GA protocol; no OpenAI-Beta header)."""
+"""The OpenAI side of one call: the engine codec for its config, and the WebSocket it talks over."""
 
 from __future__ import annotations
 
@@ -8,7 +8,19 @@ from django.conf import settings
 from opentelemetry.trace import SpanKind
 from websockets.asyncio.client import ClientConnection, connect
 
-from voiceops.tracing import call_span
+from bridge.call_config import CallConfig
+from bridge.engine import Engine
+from bridge.live_engine import LiveEngine
+from bridge.realtime_engine import RealtimeEngine
+from calls.tracing import call_span
+
+ENGINES: dict[str, type[RealtimeEngine] | type[LiveEngine]] = {"realtime": RealtimeEngine, "live": LiveEngine}
+
+
+def engine_for(config: CallConfig) -> Engine | None:
+    """The codec for the config's engine; None when this bridge has none for it."""
+    engine = ENGINES.get(config.engine)
+    return engine(config.snapshot) if engine is not None else None
 
 
 def realtime_url(model: str) -> str:
@@ -16,12 +28,18 @@ def realtime_url(model: str) -> str:
     return f"{base}{'&' if '?' in base else '?'}{urlencode({'model': model})}"
 
 
-async def open_realtime(model: str, open_timeout_s: float = 10.0) -> ClientConnection:
+def upstream_url(config: CallConfig) -> str:
+    # GPT-Live takes the model in session.start, never in the URL.
+    return settings.OPENAI_LIVE_URL if config.engine == "live" else realtime_url(config.model)
+
+
+async def open_upstream(config: CallConfig, open_timeout_s: float = 10.0) -> ClientConnection:
     """Connect with the bearer key. Compression is off: μ-law base64 barely compresses and deflate would
     cost CPU on every audio frame."""
-    url = realtime_url(model)
+    url = upstream_url(config)
     # The handshake only: the session's frames are not traced.
-    with call_span("openai.connect", kind=SpanKind.CLIENT, server_address=urlsplit(url).hostname, model=model):
+    with call_span("openai.connect", kind=SpanKind.CLIENT, server_address=urlsplit(url).hostname,
+                   model=config.model, engine=config.engine):
         return await connect(
             url,
             additional_headers={"Authorization": f"Bearer {settings.OPENAI_API_KEY}"},

@@ -36,23 +36,25 @@ log = logging.getLogger(__name__)
 
 
 def session_preview_payload(config: AgentConfig) -> tuple[dict[str, Any], str]:
-    """What the bridge sends OpenAI for this config, and a note on where it came from."""
+    """What the bridge sends OpenAI first for this config, and a note on where it came from."""
     snapshot = services.config_snapshot(config)
     try:
-        from bridge.realtime_events import session_update  # the bridge owns the event's exact shape
+        from bridge.call_config import CallConfig  # the bridge owns the events' exact shape
+        from bridge.upstream import engine_for
     except ImportError:
-        return (
-            snapshot,
-            "The bridge's session builder is not installed; showing the config snapshot it reads.",
-        )
+        return snapshot, "The bridge's session builder is not installed; showing the config snapshot it reads."
     try:
-        return session_update(snapshot), "The session.update event the bridge sends when a call connects."
+        engine = engine_for(CallConfig.from_snapshot(snapshot, snapshot["model"]))
+        if engine is None:
+            return snapshot, f"This bridge has no {config.get_engine_display()} engine; showing the snapshot."
+        event = json.loads(engine.opening()[0])
     except Exception:  # a preview must never break the config page
-        log.exception("session_update failed for config %s", config.pk)
+        log.exception("building the session for config %s failed", config.pk)
         return (
             snapshot,
-            "Building the session.update event failed (see the server log); showing the snapshot.",
+            "Building the session event failed (see the server log); showing the snapshot.",
         )
+    return event, f"The {event['type']} event the bridge sends when a call connects."
 
 
 # --- revision diffs --------------------------------------------------------------------------------
@@ -106,12 +108,9 @@ def text_diff_lines(before: str, after: str, context: int = 2) -> list[dict[str,
 
 
 def _field_label(name: str) -> str:
-    if name == "tools":
-        return "Tools"
-    try:
-        return str(AgentConfig._meta.get_field(name).verbose_name).capitalize()
-    except Exception:
-        return name
+    """The label the edit form shows for a field, so diffs and the history say what staff saw."""
+    field = AgentConfigAdminForm.base_fields.get(name)
+    return str(field.label) if field is not None and field.label else name
 
 
 def changed_summary(revision: AgentConfigRevision) -> str:
@@ -154,16 +153,23 @@ def build_field_diffs(old: dict[str, Any] | None, new: dict[str, Any]) -> list[d
 @admin.register(AgentConfig)
 class AgentConfigAdmin(admin.ModelAdmin):
     form = AgentConfigAdminForm
-    list_display = ("name", "voice", "model", "is_active", "is_default", "number_count", "last_edited")
+    list_display = ("name", "engine", "model", "voice", "is_active", "is_default", "number_count", "last_edited")
     list_display_links = ("name",)
-    list_filter = ("is_active", "is_default", "voice", "turn_detection")
+    list_filter = ("is_active", "is_default", "engine", "voice", "turn_detection")
     search_fields = ("name", "instructions", "greeting")
     filter_horizontal = ("tools",)
     readonly_fields = ("session_preview", "revision_history", "cost_estimate")
     save_on_top = True
     fieldsets = (
         ("Prompt", {"fields": ("name", "instructions", "greeting")}),
-        ("Voice", {"fields": ("voice", "speed", "model")}),
+        (
+            "Engine and voice",
+            {
+                "description": "Realtime is billed by tokens; GPT-Live per minute (its model owns turn taking, so "
+                "the turn-taking settings below apply to Realtime only).",
+                "fields": ("engine", "model", "voice", "speed"),
+            },
+        ),
         (
             "Turn taking",
             {
@@ -174,10 +180,18 @@ class AgentConfigAdmin(admin.ModelAdmin):
                     "vad_threshold",
                     "vad_prefix_padding_ms",
                     "vad_silence_duration_ms",
+                    "idle_timeout_ms",
                     "eagerness",
                     "interrupt_response",
                     "noise_reduction",
                 ),
+            },
+        ),
+        (
+            "GPT-Live backend",
+            {
+                "description": "GPT-Live delegates tool calls to a Responses model; these apply to GPT-Live only.",
+                "fields": ("backend_model", "backend_instructions"),
             },
         ),
         ("Transcription", {"fields": ("transcription_enabled", "transcription_model")}),

@@ -15,16 +15,13 @@ from redis.exceptions import RedisError
 
 log = logging.getLogger(__name__)
 
-ALL_CALLS_GROUP = "voiceops.calls"
+from calls.live_feed import ALL_CALLS_GROUP, call_group
+
 VIEW_CALLS = "calls.view_call"
 FORBIDDEN = 4403
 BAD_REQUEST = 4400
 UNAVAILABLE = 4503  # the channel layer (Redis) is down: the page polls, then reconnects
 UNAVAILABLE_REASON = "live feed unavailable"
-
-
-def call_group(call_id: int) -> str:
-    return f"voiceops.call.{call_id}"
 
 
 class DashboardConsumer(AsyncJsonWebsocketConsumer):

@@ -10,9 +10,12 @@ from django import forms
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxLengthValidator
 from django.forms.fields import InvalidJSONInput
+from django.utils.html import format_html
+from django.utils.safestring import mark_safe
 
-from calls.models import AgentConfig, Call, DoNotCallNumber, PhoneNumber, Tool
+from calls.models import MODELS, AgentConfig, Call, DoNotCallNumber, PhoneNumber, Tool, default_model
 from calls.services import REVISION_FIELDS
+from calls.validators import empty_parameters_schema
 
 # Separators people paste from address books: "+1 (415) 555-0123" means +14155550123.
 _PHONE_SEPARATORS = re.compile(r"[\s\-().\u00a0]")
@@ -21,6 +24,10 @@ _PHONE_SEPARATORS = re.compile(r"[\s\-().\u00a0]")
 def normalize_phone(value: str) -> str:
     """Drop separators; never guess a country code, so "4155550123" still fails E.164 validation."""
     return _PHONE_SEPARATORS.sub("", value or "")
+
+
+def unix_newlines(text: str) -> str:
+    return text.replace("\r\n", "\n").replace("\r", "\n")
 
 
 def allow_phone_separators(field: forms.Field) -> None:
@@ -53,6 +60,23 @@ class PrettyJSONField(forms.JSONField):
         return super().to_python(value)
 
 
+class ModelNameInput(forms.TextInput):
+    """A text input offering the known models of both engines (a <datalist>), free text allowed for new names."""
+
+    def __init__(self, attrs: dict[str, Any] | None = None) -> None:
+        super().__init__({"list": "vo-models", "class": "vTextField", "autocomplete": "off", **(attrs or {})})
+
+    def render(self, name: str, value: Any, attrs: dict[str, Any] | None = None, renderer: Any = None) -> str:
+        options = "".join(
+            format_html('<option value="{}" data-engine="{}">{}</option>', model, engine, label)
+            for engine, label in AgentConfig.Engine.choices
+            for model in MODELS[engine]
+        )
+        return mark_safe(  # noqa: S308 - the input is rendered by Django, every option value is escaped above
+            super().render(name, value, attrs, renderer) + f'<datalist id="vo-models">{options}</datalist>'
+        )
+
+
 class AgentConfigAdminForm(forms.ModelForm):
     change_note = forms.CharField(
         max_length=200,
@@ -75,14 +99,29 @@ class AgentConfigAdminForm(forms.ModelForm):
         widgets = {
             "instructions": forms.Textarea(attrs={"rows": 18, "class": "vLargeTextField vo-prompt"}),
             "greeting": forms.Textarea(attrs={"rows": 3, "class": "vLargeTextField"}),
+            "model": ModelNameInput(),
         }
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         allow_phone_separators(self.fields["transfer_number"])
+        self.fields["model"].required = False  # empty: the engine's default
+        engine = self.initial.get("engine")
+        if not self.instance.pk and engine in MODELS and "model" not in (kwargs.get("initial") or {}):
+            self.initial["model"] = default_model(engine)  # e.g. ?engine=live offers gpt-live-1.1
+
+    def clean_model(self) -> str:
+        return self.cleaned_data.get("model") or default_model(self.cleaned_data.get("engine") or "realtime")
 
     def clean_transfer_number(self) -> str:
         return normalize_phone(self.cleaned_data.get("transfer_number", ""))
+
+    # Browsers send a textarea's line breaks as CRLF; the model gets the prompt as written, with \n.
+    def clean_instructions(self) -> str:
+        return unix_newlines(self.cleaned_data.get("instructions", ""))
+
+    def clean_greeting(self) -> str:
+        return unix_newlines(self.cleaned_data.get("greeting", ""))
 
     def clean(self) -> dict[str, Any]:
         data = super().clean()
@@ -124,6 +163,7 @@ class PhoneNumberAdminForm(forms.ModelForm):
 class ToolAdminForm(forms.ModelForm):
     parameters = PrettyJSONField(
         label="Parameters (JSON Schema)",
+        initial=empty_parameters_schema,  # a declared field does not get the model's default
         help_text='An object schema for the arguments, e.g. {"type": "object", "properties": {"order_id": '
         '{"type": "string"}}, "required": ["order_id"]}.',
     )
@@ -174,7 +214,7 @@ class CallFilterForm(forms.Form):
     q = forms.CharField(
         required=False,
         label="Search",
-        widget=forms.TextInput(attrs={"placeholder": "Call SID or number", "type": "search"}),
+        widget=forms.TextInput(attrs={"placeholder": "Call SID, number or words said", "type": "search"}),
     )
     status = forms.ChoiceField(required=False, choices=[("", "Any status"), *Call.Status.choices])
     config = forms.ModelChoiceField(required=False, queryset=AgentConfig.objects.all(), empty_label="Any config")

@@ -10,6 +10,12 @@ from django.db.models import Q
 from calls import validators
 
 VOICES = ["alloy", "ash", "ballad", "coral", "echo", "sage", "shimmer", "verse", "marin", "cedar"]
+# The models admin offers per engine, the default first; any other name of the right engine may be typed in.
+MODELS = {
+    "realtime": ["gpt-realtime-2.1", "gpt-realtime-2.1-mini", "gpt-realtime-2", "gpt-realtime-1.5", "gpt-realtime"],
+    "live": ["gpt-live-1.1", "gpt-live-1"],
+}
+MAX_CALL_MINUTES = 240  # beyond one upstream session (60 min): the bridge hands the call over to a fresh one
 BUILTIN_TOOLS = ("end_call", "transfer_call")
 
 
@@ -47,7 +53,20 @@ class AgentConfig(models.Model):
     greeting = models.TextField(blank=True, help_text="What the agent says first. Empty: it waits for the caller.")
     voice = models.CharField(max_length=20, choices=[(v, v) for v in VOICES], default="marin")
     engine = models.CharField(max_length=10, choices=Engine.choices, default=Engine.REALTIME)
-    model = models.CharField(max_length=100, default="gpt-realtime-2.1", validators=[validators.validate_model_name])
+    model = models.CharField(
+        max_length=100, default=MODELS["realtime"][0], validators=[validators.validate_model_name],
+        help_text="Realtime: gpt-realtime-2.1 (default), gpt-realtime-2.1-mini (about a third of the price), "
+        "gpt-realtime-2, gpt-realtime-1.5, gpt-realtime; GPT-Live: gpt-live-1.1, gpt-live-1. A newer name of the "
+        "same engine may be typed in. Empty: the engine's default.",
+    )
+    backend_model = models.CharField(
+        max_length=100, blank=True,
+        help_text="GPT-Live: the Responses model that runs the agent's tools (billed apart, by tokens). "
+        "Empty: gpt-5.4-mini.",
+    )
+    backend_instructions = models.TextField(
+        blank=True, help_text="GPT-Live: the backend model's prompt. Empty: the agent's instructions.",
+    )
     speed = models.FloatField(default=1.0, validators=[MinValueValidator(0.25), MaxValueValidator(1.5)])
     turn_detection = models.CharField(max_length=20, choices=TurnDetection.choices, default=TurnDetection.SERVER_VAD)
     vad_threshold = models.FloatField(
@@ -59,6 +78,11 @@ class AgentConfig(models.Model):
         default=500, validators=[MinValueValidator(100), MaxValueValidator(5000)],
         help_text="Server VAD: silence that ends the caller's turn.",
     )
+    idle_timeout_ms = models.PositiveIntegerField(
+        null=True, blank=True, validators=[MinValueValidator(5000), MaxValueValidator(120_000)],
+        help_text="Server VAD: after this much silence from the caller the agent asks whether they are still "
+        "there; after a second one it says goodbye and ends the call. Empty: wait indefinitely.",
+    )
     eagerness = models.CharField(max_length=10, choices=Eagerness.choices, default=Eagerness.AUTO)
     interrupt_response = models.BooleanField(default=True, help_text="Let the caller interrupt the agent.")
     noise_reduction = models.CharField(max_length=20, choices=NoiseReduction.choices, blank=True, default="")
@@ -69,8 +93,9 @@ class AgentConfig(models.Model):
         help_text="Per response; empty = no limit.",
     )
     max_call_minutes = models.PositiveIntegerField(
-        default=55, validators=[MinValueValidator(1), MaxValueValidator(58)],
-        help_text="The call ends politely at this point; a Realtime session lasts at most 60 minutes.",
+        default=120, validators=[MinValueValidator(1), MaxValueValidator(MAX_CALL_MINUTES)],
+        help_text="The call ends politely at this point. A Realtime session lasts at most 60 minutes; longer "
+        "calls move to a fresh session with the conversation so far, which the caller does not hear.",
     )
     tools = models.ManyToManyField("Tool", blank=True, related_name="agent_configs")
     transfer_number = models.CharField(
@@ -120,6 +145,21 @@ class AgentConfig(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    def clean(self) -> None:
+        from django.core.exceptions import ValidationError
+
+        if not self.model:
+            self.model = default_model(self.engine)
+        if self.engine in MODELS and self.engine not in self.model:
+            raise ValidationError({"model": f"{self.model} is not a {self.get_engine_display()} model "
+                                            f"(e.g. {MODELS[self.engine][0]})."})
+        if self.idle_timeout_ms and self.turn_detection != self.TurnDetection.SERVER_VAD:
+            raise ValidationError({"idle_timeout_ms": "The idle timeout works with server VAD only."})
+
+
+def default_model(engine: str) -> str:
+    return MODELS.get(engine, MODELS["realtime"])[0]
 
 
 class AgentConfigRevision(models.Model):

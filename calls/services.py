@@ -15,7 +15,18 @@ from django.db.models import QuerySet
 from django.utils import timezone
 
 from calls import pricing
-from calls.models import BUILTIN_TOOLS, AgentConfig, AgentConfigRevision, Call, CallEvent, PhoneNumber, Tool
+from calls.models import (
+    BUILTIN_TOOLS,
+    AgentConfig,
+    AgentConfigRevision,
+    Call,
+    CallEvent,
+    PhoneNumber,
+    Tool,
+    default_model,
+)
+from voiceops import logs
+from voiceops.redact import mask_phone  # noqa: F401 -- the one mask, named here by the contract
 
 log = logging.getLogger(__name__)
 
@@ -40,22 +51,14 @@ BUILTIN_TOOL_SPECS: dict[str, dict[str, Any]] = {
 
 # The fields a revision keeps and a restore writes back (everything staff edit).
 REVISION_FIELDS = [
-    "name", "instructions", "greeting", "voice", "model", "speed", "turn_detection", "vad_threshold",
-    "vad_prefix_padding_ms", "vad_silence_duration_ms", "eagerness", "interrupt_response", "noise_reduction",
-    "transcription_enabled", "transcription_model", "max_output_tokens", "max_call_minutes",
-    "transfer_number", "transfer_mode", "is_active", "is_default",
+    "name", "instructions", "greeting", "engine", "voice", "model", "backend_model", "backend_instructions",
+    "speed", "turn_detection", "vad_threshold", "vad_prefix_padding_ms", "vad_silence_duration_ms",
+    "idle_timeout_ms", "eagerness", "interrupt_response", "noise_reduction", "transcription_enabled",
+    "transcription_model", "max_output_tokens", "max_call_minutes", "transfer_number", "transfer_mode",
+    "is_active", "is_default",
     "machine_detection", "voicemail_message", "calling_hours_start", "calling_hours_end", "calling_time_zone",
     "max_concurrent_outbound",
 ]
-
-
-def mask_phone(number: str) -> str:
-    """+14155550123 → +1415•••0123: enough to tell calls apart in logs, not enough to dial."""
-    if not number:
-        return ""
-    if len(number) <= 6:
-        return "•" * len(number)
-    return number[:5] + "•••" + number[-4:]
 
 
 # --- tools and configs ---------------------------------------------------------------------------------
@@ -138,6 +141,8 @@ def config_snapshot(config: AgentConfig) -> dict[str, Any]:
             "prefix_padding_ms": config.vad_prefix_padding_ms,
             "silence_duration_ms": config.vad_silence_duration_ms,
         }
+        if config.idle_timeout_ms:
+            turn["idle_timeout_ms"] = config.idle_timeout_ms
     turn.update(interrupt_response=config.interrupt_response, create_response=True)
     tools = []
     for tool in config.tools.filter(is_active=True).order_by("name"):
@@ -152,10 +157,12 @@ def config_snapshot(config: AgentConfig) -> dict[str, Any]:
         tools.append(spec)
     last = config.revisions.order_by("-number").values_list("number", flat=True).first() if config.pk else None
     return {
-        "config_id": config.pk, "name": config.name, "revision": last or 0,
-        "model": config.model or settings.OPENAI_REALTIME_MODEL,
+        "config_id": config.pk, "name": config.name, "revision": last or 0, "engine": config.engine,
+        "model": config.model or (settings.OPENAI_REALTIME_MODEL if config.engine == AgentConfig.Engine.REALTIME
+                                  else default_model(config.engine)),
         "instructions": config.instructions, "voice": config.voice, "speed": config.speed,
         "greeting": config.greeting, "turn_detection": turn,
+        "backend_model": config.backend_model or None, "backend_instructions": config.backend_instructions or None,
         "noise_reduction": config.noise_reduction or None,
         "transcription_model": config.transcription_model if config.transcription_enabled else None,
         "max_output_tokens": config.max_output_tokens or "inf",
@@ -187,20 +194,25 @@ def config_minute_cost(config: AgentConfig) -> tuple[Decimal, Decimal]:
 
 # --- calls ---------------------------------------------------------------------------------------------
 
+# A form field only voiceops' own callers (simulate_call, loadtest) add to the signed webhook request: the
+# call is a test, kept out of the headline figures. Twilio never sends it; the signature covers it.
+TEST_CALL_PARAM = "VoiceopsTest"
+
+
 def start_call(call_sid: str, account_sid: str, from_number: str, to_number: str,
-               config: AgentConfig | None) -> Call:
+               config: AgentConfig | None, *, is_test: bool = False) -> Call:
     """The webhook's record of an incoming call. A retried webhook (same SID) gets the same row."""
     call, created = Call.objects.get_or_create(
         twilio_call_sid=call_sid,
         defaults={
             "account_sid": account_sid, "from_number": from_number, "to_number": to_number,
             "agent_config": config, "config_snapshot": config_snapshot(config) if config else {},
-            "twilio_status": "ringing",
+            "engine": config.engine if config else "", "twilio_status": "ringing", "is_test": is_test,
         },
     )
     if not created and config and not call.config_snapshot:
-        call.agent_config, call.config_snapshot = config, config_snapshot(config)
-        call.save(update_fields=["agent_config", "config_snapshot"])
+        call.agent_config, call.config_snapshot, call.engine = config, config_snapshot(config), config.engine
+        call.save(update_fields=["agent_config", "config_snapshot", "engine"])
     return call
 
 
@@ -267,11 +279,23 @@ def claim_stream(call_sid: str, stream_sid: str, instance: str) -> Call | None:
     )
     if not claimed:
         return None
+    # From here on every log line of this stream names the call (the caller's context gets this binding back
+    # from sync_to_async).
+    logs.bind(call_sid=call_sid, stream_sid=stream_sid)
     return Call.objects.get(twilio_call_sid=call_sid)
 
 
-def finish_call(call_id: int, end_reason: str, usage: dict[str, Any] | None = None) -> None:
-    """The bridge's end of a call: reason, end time, duration and summed usage. Idempotent."""
+FAILED_END_REASONS = frozenset({Call.EndReason.UPSTREAM_ERROR, Call.EndReason.NOT_CONFIGURED,
+                                Call.EndReason.PROTOCOL_ERROR})
+
+
+def status_after(end_reason: str) -> str:
+    """The status a call the bridge ended for `end_reason` is recorded with."""
+    return Call.Status.FAILED if end_reason in FAILED_END_REASONS else Call.Status.COMPLETED
+
+
+def finish_call(call_id: int, end_reason: str, usage: dict[str, Any] | None = None) -> Call:
+    """The bridge's end of a call: reason, end time, duration and summed usage. Idempotent. Returns the row."""
     with transaction.atomic():
         call = Call.objects.select_for_update().get(pk=call_id)
         now = timezone.now()
@@ -282,18 +306,14 @@ def finish_call(call_id: int, end_reason: str, usage: dict[str, Any] | None = No
         if call.started_at and call.duration_s is None:
             call.duration_s = max(0, int((call.ended_at - call.started_at).total_seconds()))
         if call.status not in Call.TERMINAL:
-            call.status = (
-                Call.Status.FAILED
-                if end_reason in {Call.EndReason.UPSTREAM_ERROR, Call.EndReason.NOT_CONFIGURED,
-                                  Call.EndReason.PROTOCOL_ERROR}
-                else Call.Status.COMPLETED
-            )
+            call.status = status_after(end_reason)
         if usage:
             call.usage = usage
             call.input_tokens = int(usage.get("input_tokens", 0))
             call.output_tokens = int(usage.get("output_tokens", 0))
         call.cost_usd = call_cost_usd(call)
         call.save()
+    return call
 
 
 COST_QUANTUM = Decimal("0.0001")  # Call.cost_usd keeps four decimal places

@@ -7,6 +7,7 @@ urlpatterns = [
     path("", views.index, name="index"),
     path("partials/live-calls", views.live_calls_partial, name="live_calls"),
     path("calls/", views.history, name="history"),
+    path("calls/export.<str:fmt>", views.export, name="export"),
     path("calls/<int:pk>/", views.call_detail, name="call"),
     path("calls/<int:pk>/events.json", views.call_events, name="call_events"),
     path("test-call/", views.test_call, name="test_call"),

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import ipaddress
 import re
+import socket
 from typing import Any
 from urllib.parse import urlsplit
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 
 E164 = re.compile(r"^\+[1-9]\d{6,14}$")
+_NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
 def validate_e164(value: str) -> None:
@@ -40,6 +46,69 @@ def validate_https_url(value: str) -> None:
         raise ValidationError("Tool URLs must use https:// (the request carries caller data and a secret).")
     if parts.username or parts.password:
         raise ValidationError("Put credentials in the secret header, not in the URL.")
+    problem = internal_host_problem(value)
+    if problem:
+        raise ValidationError(
+            "Tool URLs must reach a public server: %(problem)s. (For a tool on this machine during development, "
+            "list the host in TOOL_ALLOWED_PRIVATE_HOSTS.)", params={"problem": problem}
+        )
+
+
+def _embedded_ipv4(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    """The IPv4 address an IPv6 address really reaches, for the forms a stack or gateway translates."""
+    if address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    if address.sixtofour is not None:
+        return address.sixtofour
+    if address in _NAT64:
+        return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+    return None
+
+
+def is_public_address(address: IPAddress) -> bool:
+    """True only for globally routable unicast addresses."""
+    if isinstance(address, ipaddress.IPv6Address):
+        embedded = _embedded_ipv4(address)
+        if embedded is not None:
+            return is_public_address(embedded)
+    return address.is_global and not (
+        address.is_private
+        or address.is_loopback
+        or address.is_link_local
+        or address.is_multicast
+        or address.is_reserved
+        or address.is_unspecified
+    )
+
+
+def literal_address(host: str) -> IPAddress | None:
+    """The address a URL's host names literally, in any form a resolver accepts ("127.1", "0x7f000001",
+    "2130706433" all reach 127.0.0.1); None for a host name."""
+    try:
+        return ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        pass
+    if re.fullmatch(r"[0-9a-fA-FxX.]+", host) and any(c.isdigit() for c in host):
+        try:
+            return ipaddress.IPv4Address(socket.inet_aton(host))
+        except OSError:
+            return None
+    return None
+
+
+def internal_host_problem(url: str) -> str | None:
+    """Why a tool URL names an internal host (a literal loopback, private, link-local or metadata address, or
+    localhost), or None. Hosts in TOOL_ALLOWED_PRIVATE_HOSTS (local development) pass, as at run time; names
+    that resolve to such addresses are refused at run time by the bridge's guard."""
+    host = (urlsplit(url).hostname or "").lower().rstrip(".")
+    if not host or host in {h.lower() for h in settings.TOOL_ALLOWED_PRIVATE_HOSTS}:
+        return None
+    if host == "localhost" or host.endswith(".localhost"):
+        return f"{host} is this machine"
+    address = literal_address(host)
+    if address is not None and not is_public_address(address):
+        return f"{host} is not a public address (loopback, private, link-local or cloud metadata)"
+    return None
 
 
 def validate_model_name(value: str) -> None:

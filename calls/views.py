@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+import csv
+import json
+from collections.abc import Callable, Iterable, Iterator
 from datetime import timedelta
 from functools import wraps
 from typing import Any
@@ -13,17 +15,18 @@ from django.contrib import messages
 from django.contrib.admin.views.decorators import staff_member_required
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
-from django.db.models import Avg, Count, Q, Sum
-from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.db.models import Avg, Count, Exists, OuterRef, Prefetch, Q, QuerySet, Sum
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from calls import outbound, services, stream_token
+from calls.checks import answering_problems
 from calls.forms import CallFilterForm, PlaceCallForm
+from calls.live_feed import call_summary
 from calls.models import AgentConfig, Call, CallEvent
-from calls.services import mask_phone
 
 LIVE_STATUSES = (Call.Status.RINGING, Call.Status.IN_PROGRESS)
 KIND_LABELS = dict(CallEvent.Kind.choices)
@@ -56,24 +59,10 @@ def event_dicts(events: Iterable[CallEvent]) -> list[dict[str, Any]]:
     return [event_dict(e) for e in events]
 
 
-def call_summary(call: Call) -> dict[str, Any]:
-    """The call as the live feed describes it (phone number of the caller masked)."""
-    return {
-        "id": call.pk,
-        "sid": call.twilio_call_sid,
-        "from": mask_phone(call.from_number),
-        "to": call.to_number,
-        "config": call.agent_config.name if call.agent_config else "",
-        "status": call.status,
-        "status_label": call.get_status_display(),
-        "is_live": call.is_live,
-        "started_at": call.started_at.isoformat() if call.started_at else None,
-        "created_at": call.created_at.isoformat(),
-        "duration_s": call.duration_s,
-        "end_reason": call.end_reason,
-        "end_reason_label": call.get_end_reason_display(),
-        "cost_usd": str(call.cost_usd) if call.cost_usd is not None else None,
-    }
+def page(request: HttpRequest, template: str, context: dict[str, Any]) -> HttpResponse:
+    """A dashboard page, with a banner when calls cannot be answered right now (no OpenAI key, OpenAI
+    unreachable: the probe is cached for a minute)."""
+    return render(request, template, {"answering_problems": answering_problems(), **context})
 
 
 VIEW_CALLS = "calls.view_call"
@@ -102,7 +91,8 @@ def _live_calls() -> list[Call]:
 @require_GET
 def index(request: HttpRequest) -> HttpResponse:
     since = timezone.now() - timedelta(hours=24)
-    day = Call.objects.filter(created_at__gte=since, is_test=False).aggregate(
+    last_day = Call.objects.filter(created_at__gte=since)
+    day = last_day.filter(is_test=False).aggregate(
         total=Count("id"),
         completed=Count("id", filter=Q(status=Call.Status.COMPLETED)),
         failed=Count("id", filter=Q(status=Call.Status.FAILED)),
@@ -111,8 +101,9 @@ def index(request: HttpRequest) -> HttpResponse:
         tokens_out=Sum("output_tokens"),
     )
     day["tokens"] = (day.pop("tokens_in") or 0) + (day.pop("tokens_out") or 0)
+    day["test_calls"] = last_day.filter(is_test=True).count()  # shown, but not in the figures
     recent = Call.objects.exclude(status__in=LIVE_STATUSES).select_related("agent_config").order_by("-created_at")[:10]
-    return render(
+    return page(
         request,
         "dashboard/index.html",
         {
@@ -131,46 +122,103 @@ def live_calls_partial(request: HttpRequest) -> HttpResponse:
     return render(request, "dashboard/_live_calls.html", {"live_calls": _live_calls()})
 
 
+def filtered_calls(form: CallFilterForm) -> QuerySet[Call] | None:
+    """The calls the history filters select, newest first; None when the filters are invalid (an impossible
+    date range lists nothing, not everything)."""
+    calls = Call.objects.select_related("agent_config").order_by("-created_at")
+    if not form.is_bound:
+        return calls
+    if not form.is_valid():
+        return None
+    f = form.cleaned_data
+    if f["q"]:
+        q = f["q"].strip()
+        said = CallEvent.objects.filter(call=OuterRef("pk"), kind__in=TURN_KINDS, text__icontains=q)
+        calls = calls.filter(
+            Q(twilio_call_sid__icontains=q)
+            | Q(from_number__icontains=q)
+            | Q(to_number__icontains=q)
+            | Q(stream_sid__icontains=q)
+            | Exists(said)
+        )
+    if f["status"]:
+        calls = calls.filter(status=f["status"])
+    if f["config"]:
+        calls = calls.filter(agent_config=f["config"])
+    if f["to"]:
+        calls = calls.filter(to_number=f["to"])
+    if f["end_reason"]:
+        calls = calls.filter(end_reason=f["end_reason"])
+    if f["since"]:
+        calls = calls.filter(created_at__date__gte=f["since"])
+    if f["until"]:
+        calls = calls.filter(created_at__date__lte=f["until"])
+    return calls
+
+
 @dashboard_view
 @require_GET
 def history(request: HttpRequest) -> HttpResponse:
     form = CallFilterForm(request.GET or None)
-    calls = Call.objects.select_related("agent_config").order_by("-created_at")
-    if form.is_bound and form.is_valid():
-        f = form.cleaned_data
-        if f["q"]:
-            q = f["q"].strip()
-            calls = calls.filter(
-                Q(twilio_call_sid__icontains=q)
-                | Q(from_number__icontains=q)
-                | Q(to_number__icontains=q)
-                | Q(stream_sid__icontains=q)
-            )
-        if f["status"]:
-            calls = calls.filter(status=f["status"])
-        if f["config"]:
-            calls = calls.filter(agent_config=f["config"])
-        if f["to"]:
-            calls = calls.filter(to_number=f["to"])
-        if f["end_reason"]:
-            calls = calls.filter(end_reason=f["end_reason"])
-        if f["since"]:
-            calls = calls.filter(created_at__date__gte=f["since"])
-        if f["until"]:
-            calls = calls.filter(created_at__date__lte=f["until"])
-    page = Paginator(calls, 25).get_page(request.GET.get("page"))
+    calls = filtered_calls(form)
     query = request.GET.copy()
     query.pop("page", None)
-    return render(
+    return page(
         request,
         "dashboard/history.html",
         {
             "form": form,
-            "page": page,
+            "page": Paginator(calls if calls is not None else Call.objects.none(), 25).get_page(
+                request.GET.get("page")),
+            "invalid_filters": calls is None,
             "query": query.urlencode(),
             "nav": "history",
         },
     )
+
+
+class _Echo:
+    """A file that hands back what is written: csv.writer's rows become the streamed chunks."""
+
+    def write(self, value: str) -> str:
+        return value
+
+
+def _export_lines(records: Iterator[dict[str, Any]], fmt: str) -> Iterator[str]:
+    from calls.management.commands import export_calls
+
+    if fmt == "jsonl":
+        for record in records:
+            yield json.dumps(record, ensure_ascii=False) + "\n"
+        return
+    writer = csv.writer(_Echo())
+    yield writer.writerow(export_calls.CSV_COLUMNS)
+    for record in records:
+        yield writer.writerow(export_calls.csv_row(record))
+
+
+EXPORT_FORMATS = {"csv": "text/csv; charset=utf-8", "jsonl": "application/x-ndjson; charset=utf-8"}
+
+
+@dashboard_view
+@require_GET
+def export(request: HttpRequest, fmt: str) -> HttpResponse:
+    """The calls the history filters select, as `export_calls` writes them (CSV or JSON lines), streamed."""
+    from calls.management.commands import export_calls
+
+    if fmt not in EXPORT_FORMATS:
+        raise Http404("Export as csv or jsonl.")
+    form = CallFilterForm(request.GET or None)
+    calls = filtered_calls(form)
+    if calls is None:
+        return HttpResponse("The filters are invalid: fix them on the history page.", status=400,
+                            content_type="text/plain; charset=utf-8")
+    calls = calls.prefetch_related(Prefetch("events", queryset=CallEvent.objects.order_by("seq")))
+    records = (export_calls.call_record(call) for call in calls.iterator(chunk_size=export_calls.CHUNK_SIZE))
+    response = StreamingHttpResponse(_export_lines(records, fmt), content_type=EXPORT_FORMATS[fmt])
+    stamp = timezone.now().strftime("%Y%m%d-%H%M")
+    response["Content-Disposition"] = f'attachment; filename="voiceops-calls-{stamp}.{fmt}"'
+    return response
 
 
 @dashboard_view
@@ -178,13 +226,15 @@ def history(request: HttpRequest) -> HttpResponse:
 def call_detail(request: HttpRequest, pk: int) -> HttpResponse:
     call = get_object_or_404(Call.objects.select_related("agent_config"), pk=pk)
     events = event_dicts(call.events.order_by("seq"))
-    return render(
+    return page(
         request,
         "dashboard/call_detail.html",
         {
             "call": call,
             "events": events,
             "last_seq": events[-1]["seq"] if events else -1,
+            "errors": [{"code": e["data"].get("code") or e["data"].get("type") or "error", "summary": e["summary"]}
+                       for e in events if e["kind"] == CallEvent.Kind.ERROR],
             "nav": "history",
             "can_view_admin": request.user.has_perm("calls.view_call"),
             "labels": {
@@ -220,7 +270,7 @@ def test_call(request: HttpRequest) -> HttpResponse:
         config = next((c for c in configs if str(c.pk) == request.GET["config"]), None)
         if config is None:
             raise Http404("No such config.")
-    return render(request, "dashboard/test_call.html", {"configs": configs, "config": config, "nav": "test"})
+    return page(request, "dashboard/test_call.html", {"configs": configs, "config": config, "nav": "test"})
 
 
 @dashboard_view
@@ -266,7 +316,7 @@ def place_call(request: HttpRequest) -> HttpResponse:
     recent = (
         Call.objects.filter(direction=Call.Direction.OUTBOUND).select_related("agent_config").order_by("-created_at")[:10]
     )
-    return render(request, "dashboard/place_call.html", {
+    return page(request, "dashboard/place_call.html", {
         "form": form, "nav": "outbound", "recent_calls": recent,
         "failed_call": refused.call if refused else None,
     })

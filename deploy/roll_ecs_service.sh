@@ -1,9 +1,13 @@
 #!/usr/bin/env bash
-# Registers a new revision of an ECS service's task definition with IMAGE in CONTAINER, updates the service
-# and waits until it is stable (the deployment circuit breaker rolls back on failure).
+# Registers a new revision of an ECS service's task definition with IMAGE in CONTAINER and starts a rolling
+# deployment to it. It does not wait: deploy/wait_ecs_deployment.sh does, with a bound that suits the service
+# (the bridge's old tasks keep their live calls until those end). The new revision's ARN goes to stdout's
+# last line and, in GitHub Actions, to the step output `task_definition`.
 #   CLUSTER=... SERVICE=... CONTAINER=bridge IMAGE=repo:tag deploy/roll_ecs_service.sh
 set -euo pipefail
 : "${CLUSTER:?}" "${SERVICE:?}" "${CONTAINER:?}" "${IMAGE:?}"
+taskdef_json="$(mktemp)"
+trap 'rm -f "$taskdef_json"' EXIT
 
 current="$(aws ecs describe-services --cluster "$CLUSTER" --services "$SERVICE" \
   --query 'services[0].taskDefinition' --output text)"
@@ -11,11 +15,10 @@ aws ecs describe-task-definition --task-definition "$current" --query taskDefini
   | jq --arg c "$CONTAINER" --arg i "$IMAGE" '
       .containerDefinitions |= map(if .name == $c then .image = $i else . end)
       | del(.taskDefinitionArn, .revision, .status, .requiresAttributes, .compatibilities,
-            .registeredAt, .registeredBy, .deregisteredAt)' >"${RUNNER_TEMP:-/tmp}/taskdef-$SERVICE.json"
-next="$(aws ecs register-task-definition --cli-input-json "file://${RUNNER_TEMP:-/tmp}/taskdef-$SERVICE.json" \
+            .registeredAt, .registeredBy, .deregisteredAt)' >"$taskdef_json"
+next="$(aws ecs register-task-definition --cli-input-json "file://$taskdef_json" \
   --query taskDefinition.taskDefinitionArn --output text)"
 aws ecs update-service --cluster "$CLUSTER" --service "$SERVICE" --task-definition "$next" >/dev/null
-echo "rolling $SERVICE to $next"
-# Old bridge tasks drain their calls first (deregistration delay, then SIGTERM + DRAIN_TIMEOUT_S).
-aws ecs wait services-stable --cluster "$CLUSTER" --services "$SERVICE"
-echo "$SERVICE is stable on $next"
+echo "task_definition=$next" >>"${GITHUB_OUTPUT:-/dev/null}"
+echo "started rolling $SERVICE from $current to"
+echo "$next"

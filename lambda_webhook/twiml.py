@@ -12,14 +12,29 @@ TIME_LIMIT = "We have reached the time limit for this call. Thank you for callin
 DRAINED = "Sorry, we have to end this call now. Please call again. Goodbye."
 
 
-def connect_stream(stream_url: str, token: str, status_url: str, action_url: str) -> str:
-    """<Connect><Stream> to the bridge. The token rides in a <Parameter> since the URL takes no query.
+def connect_stream(stream_url: str, token: str, status_url: str, action_url: str, traceparent: str = "") -> str:
+    """<Connect><Stream> to the bridge. The token rides in a <Parameter> since the URL takes no query, and so does
+    the webhook's W3C `traceparent` when it is traced, so that the bridge continues the same trace.
     When the bridge closes the stream, Twilio asks `action_url` what to do next."""
     response = VoiceResponse()
     connect = response.connect(action=action_url, method="POST")
     stream = connect.stream(url=stream_url, status_callback=status_url, status_callback_method="POST")
     stream.parameter(name="token", value=token)
+    if traceparent:
+        stream.parameter(name="traceparent", value=traceparent)
     return str(response)
+
+
+def current_traceparent() -> str:
+    """The active span's W3C traceparent, or "" (no span, or OpenTelemetry absent: the Lambda gets it from the
+    ADOT layer, not from our requirements)."""
+    try:
+        from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+    except ImportError:
+        return ""
+    carrier: dict[str, str] = {}
+    TraceContextTextMapPropagator().inject(carrier)
+    return carrier.get("traceparent", "")
 
 
 def say_and_hang_up(text: str) -> str:

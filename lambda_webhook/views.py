@@ -15,6 +15,7 @@ from functools import wraps
 from urllib.parse import urlencode
 
 from django.conf import settings
+from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent
 from django.db import DatabaseError
 from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest, HttpResponseForbidden
 from django.views.decorators.csrf import csrf_exempt
@@ -24,8 +25,9 @@ from twilio.base.exceptions import TwilioException
 from calls import outbound as outbound_calls
 from calls import services, stream_token
 from calls.models import AgentConfig, Call, CallEvent
-from lambda_webhook import twiml
+from lambda_webhook import metrics, twiml
 from lambda_webhook.signature import is_authentic
+from voiceops import logs
 
 log = logging.getLogger(__name__)
 SID_CHARS = frozenset("abcdefABCDEF0123456789")
@@ -46,13 +48,20 @@ def twilio_webhook(view: Callable[[HttpRequest], HttpResponse]) -> Callable[[Htt
     @require_POST
     @wraps(view)
     def wrapper(request: HttpRequest) -> HttpResponse:
+        try:
+            request.POST  # noqa: B018 -- read the form here, before any frame holds the auth token
+        except (RequestDataTooBig, TooManyFieldsSent) as exc:
+            log.warning("twilio webhook %s refused: %s", request.path, type(exc).__name__)
+            return HttpResponseBadRequest("request too large", content_type="text/plain")
         if not is_authentic(request):
+            metrics.count(metrics.SIGNATURE_FAILURES)
             log.warning("twilio webhook %s refused: missing or invalid X-Twilio-Signature", request.path)
             return HttpResponseForbidden("invalid signature", content_type="text/plain")
         call_sid = request.POST.get("CallSid", "")
         if not _valid_sid(call_sid, "CA"):
             log.warning("twilio webhook %s refused: bad CallSid", request.path)
             return HttpResponseBadRequest("CallSid missing or malformed", content_type="text/plain")
+        logs.bind(call_sid=call_sid)
         account = settings.TWILIO_ACCOUNT_SID
         if account and request.POST.get("AccountSid") != account:
             log.warning("twilio webhook %s refused: request for another account", request.path)
@@ -82,10 +91,13 @@ def _connect_to_agent(call: Call, config_id: int | None) -> HttpResponse:
         log.error("call %s to %s not answered by an agent: %s", call.twilio_call_sid,
                   services.mask_phone(call.to_number), reason)
         services.finish_call(call.pk, Call.EndReason.NOT_CONFIGURED)
+        metrics.count(metrics.CALLS_RECEIVED, metrics.ERRORS)
         return _twiml(twiml.say_and_hang_up(twiml.APOLOGY))
     token = stream_token.mint(call.twilio_call_sid, config_id)
+    metrics.count(metrics.CALLS_RECEIVED)
     return _twiml(
-        twiml.connect_stream(settings.BRIDGE_PUBLIC_URL, token, _endpoint("status"), _endpoint("stream-ended"))
+        twiml.connect_stream(settings.BRIDGE_PUBLIC_URL, token, _endpoint("status"), _endpoint("stream-ended"),
+                             twiml.current_traceparent())
     )
 
 
@@ -95,10 +107,12 @@ def voice(request: HttpRequest) -> HttpResponse:
     from_number, to_number = request.POST.get("From", ""), request.POST.get("To", "")
     try:
         config = services.resolve_config(to_number)
-        call = services.start_call(call_sid, request.POST.get("AccountSid", ""), from_number, to_number, config)
+        call = services.start_call(call_sid, request.POST.get("AccountSid", ""), from_number, to_number, config,
+                                   is_test=request.POST.get(services.TEST_CALL_PARAM) == "1")
         response = _connect_to_agent(call, config.pk if config else None)
     except DatabaseError:
         log.exception("call %s: database unavailable, apologising", call_sid)
+        metrics.count(metrics.CALLS_RECEIVED, metrics.ERRORS)
         return _twiml(twiml.say_and_hang_up(twiml.APOLOGY))
     if config is not None:
         log.info("call %s from %s to %s → config %s", call_sid, services.mask_phone(from_number),
@@ -178,6 +192,7 @@ def status(request: HttpRequest) -> HttpResponse:
     except DatabaseError:
         # Twilio retries nothing here; the bridge records the end itself. Say so and move on.
         log.exception("call %s: could not record status callback", call_sid)
+        metrics.count(metrics.ERRORS)
         return HttpResponse(status=503)
     return HttpResponse(status=204)
 

@@ -5,7 +5,7 @@ import os
 import django
 from django.core.asgi import get_asgi_application
 
-from voiceops.tracing import configure_tracing
+from calls.tracing import configure_tracing
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "voiceops.settings")
 django.setup(set_prefix=False)  # logging configured first, so tracing can say whether it is on

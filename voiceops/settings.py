@@ -12,50 +12,48 @@ from __future__ import annotations
 
 import os
 import secrets
-import sys
 from pathlib import Path
 
 import environ
-from django.core.exceptions import ImproperlyConfigured
+
+from voiceops.env import Environment
+from voiceops.logs import logging_config
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
-env = environ.Env()
-
-
-def env_list(name: str, default: list[str]) -> list[str]:
-    """A comma list with blanks trimmed: "a.com, b.com" must match the Host header b.com."""
-    raw = os.environ.get(name)
-    return list(default) if raw is None else [item.strip() for item in raw.split(",") if item.strip()]
-
+# Every variable is read through `env`, which collects what is wrong (one line per variable); the end of
+# this module refuses to load with those lines (see voiceops/env.py).
+env = Environment()
 
 DEBUG: bool = env.bool("DJANGO_DEBUG", default=True)
-COMPONENT: str = env.str("VOICEOPS_COMPONENT", default="all")
-if COMPONENT not in {"all", "web", "bridge", "webhook"}:
-    raise ImproperlyConfigured(f"VOICEOPS_COMPONENT must be all, web, bridge or webhook, not {COMPONENT!r}")
+COMPONENT: str = env.choice("VOICEOPS_COMPONENT", "all", ("all", "web", "bridge", "webhook"))
 STAGE: str = env.str("VOICEOPS_STAGE", default="local")
 
 _secret = env.str("DJANGO_SECRET_KEY", default="")
 if not _secret:
     if not DEBUG:
-        raise ImproperlyConfigured("DJANGO_SECRET_KEY is required when DJANGO_DEBUG=0")
+        env.required("DJANGO_SECRET_KEY", "is required when DJANGO_DEBUG=0")
     _secret = secrets.token_urlsafe(50)  # local mode: a fresh key per run
 elif not DEBUG and (len(_secret) < 50 or len(set(_secret)) < 5 or _secret.startswith("django-insecure")):
-    raise ImproperlyConfigured("DJANGO_SECRET_KEY is too weak for production (50+ varied characters)")
+    env.required("DJANGO_SECRET_KEY", "is too weak for production (50+ varied characters)")
 SECRET_KEY = _secret
 
-ALLOWED_HOSTS: list[str] = env_list("DJANGO_ALLOWED_HOSTS", ["127.0.0.1", "localhost"])
+ALLOWED_HOSTS: list[str] = env.list("DJANGO_ALLOWED_HOSTS", ["127.0.0.1", "localhost"])
 if not DEBUG and not ALLOWED_HOSTS:
-    raise ImproperlyConfigured("DJANGO_ALLOWED_HOSTS is required when DJANGO_DEBUG=0")
-CSRF_TRUSTED_ORIGINS: list[str] = env_list("DJANGO_CSRF_TRUSTED_ORIGINS", [])
-CORS_ALLOWED_ORIGINS: list[str] = env_list("CORS_ALLOWED_ORIGINS", [])
-PORT: int = env.int("PORT", default=8000)
+    env.required("DJANGO_ALLOWED_HOSTS", "is required when DJANGO_DEBUG=0")
+CSRF_TRUSTED_ORIGINS: list[str] = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", [])
+CORS_ALLOWED_ORIGINS: list[str] = env.list("CORS_ALLOWED_ORIGINS", [])
+PORT: int = env.int("PORT", default=8000, minimum=1, maximum=65535)
 
 # --- applications -------------------------------------------------------------------------------
 if COMPONENT == "webhook":
     # The Lambda slice: models and the webhook views only; no admin, sessions, channels or static.
     INSTALLED_APPS = ["django.contrib.contenttypes", "django.contrib.auth", "calls", "lambda_webhook"]
-    MIDDLEWARE = ["django.middleware.security.SecurityMiddleware", "django.middleware.common.CommonMiddleware"]
+    MIDDLEWARE = [
+        "voiceops.logs.RequestContextMiddleware",
+        "django.middleware.security.SecurityMiddleware",
+        "django.middleware.common.CommonMiddleware",
+    ]
     ROOT_URLCONF = "lambda_webhook.urls"
 else:
     INSTALLED_APPS = [
@@ -73,6 +71,7 @@ else:
         "lambda_webhook",
     ]
     MIDDLEWARE = [
+        "voiceops.logs.RequestContextMiddleware",
         "django.middleware.security.SecurityMiddleware",
         "whitenoise.middleware.WhiteNoiseMiddleware",
         "corsheaders.middleware.CorsMiddleware",
@@ -104,16 +103,30 @@ WSGI_APPLICATION = "voiceops.wsgi.application"
 ASGI_APPLICATION = "voiceops.asgi.application"
 
 # --- data ---------------------------------------------------------------------------------------
-DATABASES = {"default": env.db_url("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}")}
+_database_url = env.str("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}")
+if _database_url.split("://", 1)[0] not in environ.Env.DB_SCHEMES or "://" not in _database_url:
+    env.problem("DATABASE_URL", "is not a database URL (postgres://user:password@host:5432/name or sqlite:///path)")
+    _database_url = f"sqlite:///{BASE_DIR / 'db.sqlite3'}"
+DATABASES = {"default": environ.Env.db_url_config(_database_url)}
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Tests that start a server in a subprocess need a file-backed test database to share.
     DATABASES["default"]["TEST"] = {"NAME": str(BASE_DIR / f".test-db.{os.getpid()}.sqlite3")}
+    # Local mode holds a burst of calls: the webhook and the bridge write at once. IMMEDIATE transactions take
+    # the write lock up front (a deferred one that reads first cannot wait for it: "database is locked"),
+    # the timeout lets writers queue, and WAL lets the dashboard read while they do.
+    DATABASES["default"].setdefault("OPTIONS", {}).update(
+        transaction_mode="IMMEDIATE", timeout=20, init_command="PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL"
+    )
 else:
-    DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("DB_CONN_MAX_AGE", default=0))
-    DATABASES["default"].setdefault("OPTIONS", {})["connect_timeout"] = env.int("DB_CONNECT_TIMEOUT_S", default=5)
+    DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("DB_CONN_MAX_AGE", default=0, minimum=0))
+    DATABASES["default"].setdefault("OPTIONS", {})["connect_timeout"] = env.int(
+        "DB_CONNECT_TIMEOUT_S", default=5, minimum=1
+    )
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL: str = env.str("REDIS_URL", default="")
+if REDIS_URL and not env.url("REDIS_URL", "", ("redis", "rediss")):
+    REDIS_URL = ""
 if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
@@ -152,8 +165,9 @@ if AWS_STORAGE_BUCKET_NAME:
     AWS_S3_CUSTOM_DOMAIN = env.str("AWS_S3_CUSTOM_DOMAIN", default="") or None
     STORAGES = {
         "default": {"BACKEND": "storages.backends.s3.S3Storage"},
+        # Hashed names + manifest (voiceops/storage.py); the release runs collectstatic before the web roll.
         "staticfiles": {
-            "BACKEND": "storages.backends.s3.S3Storage",
+            "BACKEND": "voiceops.storage.ManifestS3Storage",
             "OPTIONS": {"location": "static", "querystring_auth": False, "file_overwrite": True},
         },
     }
@@ -187,29 +201,33 @@ SESSION_COOKIE_HTTPONLY = True
 
 # --- voiceops -----------------------------------------------------------------------------------
 OPENAI_API_KEY: str = env.str("OPENAI_API_KEY", default="")
-OPENAI_REALTIME_URL: str = env.str("OPENAI_REALTIME_URL", default="wss://api.openai.com/v1/realtime")
+OPENAI_REALTIME_URL: str = env.url("OPENAI_REALTIME_URL", "wss://api.openai.com/v1/realtime", ("wss", "ws"))
 OPENAI_REALTIME_MODEL: str = env.str("OPENAI_REALTIME_MODEL", default="gpt-realtime")
-OPENAI_LIVE_URL: str = env.str("OPENAI_LIVE_URL", default="wss://api.openai.com/v1/live/sessions")
-TWILIO_API_BASE_URL: str = env.str("TWILIO_API_BASE_URL", default="https://api.twilio.com")
+OPENAI_LIVE_URL: str = env.url("OPENAI_LIVE_URL", "wss://api.openai.com/v1/live/sessions", ("wss", "ws"))
+# A Realtime session lasts at most 60 minutes: a longer call moves to a fresh session (with the conversation so
+# far) after this long, at the first quiet moment. Tests shorten it.
+OPENAI_REALTIME_HANDOVER_S: int = env.int("OPENAI_REALTIME_HANDOVER_S", 55 * 60, minimum=1, maximum=3500)
+TWILIO_API_BASE_URL: str = env.url("TWILIO_API_BASE_URL", "https://api.twilio.com", ("https", "http"))
 TWILIO_ACCOUNT_SID: str = env.str("TWILIO_ACCOUNT_SID", default="")
 TWILIO_AUTH_TOKEN: str = env.str("TWILIO_AUTH_TOKEN", default="")
 if not DEBUG and not TWILIO_AUTH_TOKEN and COMPONENT in {"bridge", "webhook"}:
-    raise ImproperlyConfigured("TWILIO_AUTH_TOKEN is required when DJANGO_DEBUG=0: it verifies every request")
-PUBLIC_WEBHOOK_BASE_URL: str = env.str("PUBLIC_WEBHOOK_BASE_URL", default=f"http://127.0.0.1:{PORT}").rstrip("/")
-BRIDGE_PUBLIC_URL: str = env.str("BRIDGE_PUBLIC_URL", default=f"ws://127.0.0.1:{PORT}/media-stream")
-STREAM_TOKEN_TTL_S: int = env.int("STREAM_TOKEN_TTL_S", default=60)
-DRAIN_TIMEOUT_S: int = env.int("DRAIN_TIMEOUT_S", default=110)
+    env.required("TWILIO_AUTH_TOKEN", "is required when DJANGO_DEBUG=0: it verifies every request")
+PUBLIC_WEBHOOK_BASE_URL: str = env.url("PUBLIC_WEBHOOK_BASE_URL", f"http://127.0.0.1:{PORT}", ("https", "http"))
+PUBLIC_WEBHOOK_BASE_URL = PUBLIC_WEBHOOK_BASE_URL.rstrip("/")
+BRIDGE_PUBLIC_URL: str = env.url("BRIDGE_PUBLIC_URL", f"ws://127.0.0.1:{PORT}/media-stream", ("wss", "ws"))
+STREAM_TOKEN_TTL_S: int = env.int("STREAM_TOKEN_TTL_S", default=60, minimum=1)
+DRAIN_TIMEOUT_S: int = env.int("DRAIN_TIMEOUT_S", default=110, minimum=0)
 # Hosts an operator allows HTTP tools to reach despite the SSRF guard (local development only).
-TOOL_ALLOWED_PRIVATE_HOSTS: list[str] = env_list("TOOL_ALLOWED_PRIVATE_HOSTS", [])
+TOOL_ALLOWED_PRIVATE_HOSTS: list[str] = env.list("TOOL_ALLOWED_PRIVATE_HOSTS", [])
 TOOL_CA_BUNDLE: str = env.str("TOOL_CA_BUNDLE", default="")
 BRIDGE_INSTANCE_ID: str = env.str("BRIDGE_INSTANCE_ID", default="") or secrets.token_hex(4)
 METRICS_NAMESPACE: str = env.str("METRICS_NAMESPACE", default="VoiceOps")
 
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "stream": sys.stderr, "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
-    "loggers": {"django.channels.server": {"level": "WARNING"}, "daphne": {"level": "WARNING"}},
-}
+# JSON lines in production (CloudWatch Logs Insights reads the fields), plain lines locally; see voiceops/logs.py.
+LOG_FORMAT: str = env.choice("LOG_FORMAT", "plain" if DEBUG else "json", ("json", "plain"))
+LOGGING_CONFIG = "voiceops.logs.configure"
+LOGGING = logging_config(
+    json_lines=LOG_FORMAT == "json", level=env.choice("LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR"))
+)
+
+env.raise_problems()

@@ -2,10 +2,13 @@
 
     .venv/bin/python -m bridge.benchmarks.codec_bench [--seconds 1.0]
 
-Measures the two hot paths exactly as the consumer runs them, codec work only:
+Measures the two hot paths, codec work only:
   inbound   Twilio media frame  -> twilio_media.parse -> realtime_events.append_audio
   outbound  OpenAI audio delta  -> realtime_events.parse_server_event -> twilio_media.media_message
             (+ the playback mark: b64_audio_len, PlaybackTracker.on_audio_sent, mark_message)
+then the same frames exactly as the consumer runs them, through the call session and the Realtime engine
+(`CallSession.caller_audio`, `RealtimeEngine.parse` + `CallSession.agent_audio`): the ratio of the two is what
+the session layer costs per frame.
 and prints frames per second and the implied calls per core for this work alone, at 100 messages per call
 per second (50 each way, 20 ms frames). Socket I/O, TLS and the event loop cost far more; this is a floor.
 If orjson or ujson is importable, it also prints what their `loads` would save on the inbound parse.
@@ -21,9 +24,11 @@ import os
 import sys
 import time
 from collections.abc import Callable, Iterator
+from typing import Any
 
 from bridge import realtime_events as rt
 from bridge import twilio_media as tw
+from bridge.engine import AgentAudio
 from bridge.playback import PlaybackTracker
 
 MESSAGES_PER_CALL_PER_S = 100  # 50 inbound + 50 outbound frames of 20 ms
@@ -112,6 +117,27 @@ def main(argv: list[str] | None = None) -> None:
         report(f"parse_server_event(delta {ms} ms) + media_message", outbound_rates[nbytes])
         report("  ... + b64_audio_len + on_audio_sent + mark_message + on_mark", rate(outbound_with_mark, seconds))
 
+    session = live_session()
+    engine = session.engine
+    deltas = [openai_delta(160) for _ in range(16)]
+    counter = iter(range(1 << 62))
+
+    def session_inbound() -> str | None:
+        message = tw.parse(frames[next(frame_iter) & 63])
+        return session.caller_audio(message.payload_b64)
+
+    def session_outbound() -> tuple[str, str] | None:
+        event = engine.parse(deltas[next(counter) & 15])
+        assert type(event) is AgentAudio
+        return session.agent_audio(event)
+
+    out("\nThrough the call session (what the consumer runs), ratio to the codec-only line:")
+    session_in = rate(session_inbound, seconds)
+    report(f"parse(media) + CallSession.caller_audio       ({session_in / inbound_rate:.2f}x)", session_in)
+    codec_out = rate(lambda: _codec_outbound(deltas, counter), seconds)
+    session_out = rate(session_outbound, seconds)
+    report(f"RealtimeEngine.parse + CallSession.agent_audio ({session_out / codec_out:.2f}x)", session_out)
+
     # Per call per second: 50 inbound frames and 50 outbound 20 ms deltas (the brief's 100 messages).
     per_call_s = 50 / inbound_rate + 50 / outbound_rates[160]
     pair_rate = MESSAGES_PER_CALL_PER_S / per_call_s
@@ -131,6 +157,38 @@ def main(argv: list[str] | None = None) -> None:
         report("json.loads", rate(lambda: json.loads(frame), seconds))
         for name, loads in alternatives:
             report(f"{name}.loads", rate(lambda loads=loads: loads(frame), seconds))
+
+
+_tracker = PlaybackTracker()
+
+
+def _codec_outbound(deltas: list[str], counter: Iterator[int]) -> tuple[str, str]:
+    """The 20 ms outbound line with its mark, codec calls only: the session line's baseline (neither echoes
+    the marks, so both trackers' pending queues grow alike)."""
+    event = rt.parse_server_event(deltas[next(counter) & 15])
+    mark = _tracker.on_audio_sent(event.item_id, tw.b64_audio_len(event.delta))
+    return tw.media_message(STREAM_SID, event.delta), tw.mark_message(STREAM_SID, mark)
+
+
+def live_session() -> Any:
+    """A call session past its start, as the consumer holds it (an unsaved Call row: no database)."""
+    import django
+
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "voiceops.settings")
+    django.setup()
+    from bridge.call_config import CallConfig
+    from bridge.realtime_engine import RealtimeEngine
+    from bridge.session import CallSession
+    from calls.models import Call
+
+    snapshot = {"name": "bench", "instructions": "", "turn_detection": {"type": "server_vad"}}
+    call = Call(id=1, twilio_call_sid="CA" + "0" * 32, stream_sid=STREAM_SID, config_snapshot=snapshot)
+    session = CallSession(call, CallConfig.from_snapshot(snapshot, "gpt-realtime"), RealtimeEngine(snapshot), 0.0)
+    session.start(0.0, api_key_set=True)
+    session.upstream_open()
+    while session.pop_early_audio() is not None:
+        pass
+    return session
 
 
 if __name__ == "__main__":

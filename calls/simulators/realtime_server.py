@@ -276,6 +276,8 @@ class SimSession:
         self._speech_item_id: str | None = None
         self._speech_start_ms = 0.0
         self._silence_ms = 0.0
+        self._idle_ms = 0.0  # silence since the last response finished playing (server VAD idle timeout)
+        self.idle_timeouts = 0
         self._input_audio_tokens = 0.0
         self._context_output_audio_tokens = 0.0
         self._context_text_tokens = 0
@@ -542,8 +544,10 @@ class SimSession:
             if not is_speech:
                 # Without speech the buffer keeps only the prefix padding, as server VAD does.
                 self._buffer_ms = min(self._buffer_ms, float(td.get("prefix_padding_ms") or 300))
+                await self._idle_frame(td)
                 return
             self._in_speech = True
+            self._idle_ms = 0.0
             self._silence_ms = 0.0
             self._speech_item_id = _new_id("item")
             padding = td.get("prefix_padding_ms")
@@ -583,6 +587,25 @@ class SimSession:
         if td.get("create_response") is not False:
             await self._start_response({}, None)
 
+    async def _idle_frame(self, td: dict[str, Any]) -> None:
+        """Server VAD's `idle_timeout_ms`: after that much silence (counted from the end of the last response's
+        playback) the server reports the timeout, commits the silence and answers by itself."""
+        timeout = td.get("idle_timeout_ms") if td.get("type") == "server_vad" else None
+        if not timeout or self._active is not None:
+            return
+        self._idle_ms += audio.FRAME_MS
+        if self._idle_ms < timeout:
+            return
+        self._idle_ms = 0.0
+        self.idle_timeouts += 1
+        item_id = _new_id("item")
+        end_ms = int(self._audio_ms_total)
+        await self.send({"type": "input_audio_buffer.timeout_triggered", "audio_start_ms": max(0, end_ms - timeout),
+                         "audio_end_ms": end_ms, "item_id": item_id})
+        await self._commit(item_id, None, silent=True)
+        if td.get("create_response") is not False:
+            await self._start_response({}, None)
+
     async def _on_input_audio_buffer_commit(self, event: dict[str, Any], event_id: str | None) -> None:
         if self._buffer_ms < 100:
             await self.client_error(
@@ -601,7 +624,8 @@ class SimSession:
         self._in_speech = False
         await self.send({"type": "input_audio_buffer.cleared"})
 
-    async def _commit(self, item_id: str, event_id: str | None) -> None:
+    async def _commit(self, item_id: str, event_id: str | None, silent: bool = False) -> None:
+        """`silent`: the idle timeout's commit of silence (an empty transcript, no scripted caller line)."""
         self._input_audio_tokens += self._buffer_ms / 1000 * INPUT_AUDIO_TOKENS_PER_S
         committed_ms = self._buffer_ms
         self._buffer_ms = 0.0
@@ -621,8 +645,8 @@ class SimSession:
         }
         self._add_item(_Item(item_id, "message", role="user", audio_ms=committed_ms))
         await self.send({"type": "conversation.item.added", "previous_item_id": previous, "item": item})
-        transcript = self.sim.script.transcript(self._user_turns)
-        self._user_turns += 1
+        transcript = "" if silent else self.sim.script.transcript(self._user_turns)
+        self._user_turns += 0 if silent else 1
         if transcription:
             item["content"][0]["transcript"] = transcript
             await self.send({"type": "conversation.item.done", "previous_item_id": previous, "item": item})
@@ -911,6 +935,8 @@ class _ActiveResponse:
         finally:
             if session._active is self:
                 session._active = None
+                # Server VAD's idle timeout counts from the end of this response's playback.
+                session._idle_ms = -self.record.audio_bytes / audio.BYTES_PER_MS
             session.responses.append(self.record)
             if len(session.responses) > MAX_RECORDED_ERRORS:
                 session.responses.pop(0)

@@ -724,12 +724,13 @@ async def run_inbound_call(
     quiet_ms: int = 700,
     trailing_silence_ms: int = 800,
     record_messages: bool = True,
+    extra_params: dict[str, str] | None = None,
 ) -> InboundCallResult:
     """Place one inbound call: webhook → TwiML → media stream → utterances → hang up → status callback.
 
     Each utterance is followed by `trailing_silence_ms` of silence (so server VAD ends the turn),
     then the caller waits for the agent's reply to start and finish before speaking again."""
-    params = inbound_call_params(to=to, from_=from_)
+    params = inbound_call_params(to=to, from_=from_, extra=extra_params)
     status, body = await asyncio.to_thread(
         signed_webhook_post, base_url, voice_path, params, auth_token, public_base_url=public_base_url
     )

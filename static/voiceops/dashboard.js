@@ -260,14 +260,24 @@
         var duration = document.getElementById("call-duration");
         if (duration) duration.textContent = mmss(call.duration_s * 1000);
       }
+      var tokens = document.getElementById("call-tokens");
+      if (tokens && call.input_tokens !== undefined) {
+        tokens.textContent = call.input_tokens + " in · " + call.output_tokens + " out";
+      }
     }
 
-    var feed;
+    var feed, settling = false;
     function poll() {
       fetchAsStaff(eventsUrl + "?after=" + lastSeq).then(function (r) { return r.json(); }).then(function (payload) {
         (payload.events || []).forEach(append);
         showCall(payload.call);
-        if (payload.call && payload.call.is_live === false) feed.stop("call ended");
+        if (payload.call && payload.call.is_live === false && !settling) {
+          // Twilio's status callback and the bridge's own record of the end (reason, duration, tokens)
+          // land separately: look again a little later so the page ends up with both, without a reload.
+          settling = true;
+          feed.stop("call ended");
+          [1500, 4000, 9000].forEach(function (ms) { setTimeout(poll, ms); });
+        }
       }).catch(function () {});
     }
 
@@ -291,6 +301,39 @@
     }, 3000);
     feed.start();
     scroller.scrollTop = scroller.scrollHeight;
+  }
+
+  /* --- page: call history ------------------------------------------------------------------ */
+
+  /* Rows of calls still live are refreshed until they end: status, duration, end reason, tokens. */
+  function historyPage() {
+    var rows = document.querySelectorAll('tr[data-live="1"]');
+    if (!rows.length) return;
+    var eventsUrl = body.getAttribute("data-events-url-template");
+    var timer = setInterval(function () {
+      var live = document.querySelectorAll('tr[data-live="1"]');
+      if (!live.length) { clearInterval(timer); return; }
+      live.forEach(function (row) {
+        var url = eventsUrl.replace("/0/", "/" + row.getAttribute("data-call-id") + "/") + "?after=2147483647";
+        fetchAsStaff(url).then(function (r) { return r.json(); }).then(function (payload) {
+          var call = payload.call;
+          if (!call) return;
+          var status = row.querySelector('[data-field="status"] .status');
+          if (status) {
+            status.className = "status status-" + call.status;
+            status.textContent = call.status_label;
+          }
+          if (call.duration_s !== null) row.querySelector('[data-field="duration"]').textContent = mmss(call.duration_s * 1000);
+          if (call.end_reason) row.querySelector('[data-field="end_reason"]').textContent = call.end_reason_label;
+          row.querySelector('[data-field="tokens"]').textContent = call.input_tokens + call.output_tokens;
+          // Ended: look once more for the bridge's final record, then stop.
+          if (!call.is_live) {
+            if (row.getAttribute("data-settled")) row.removeAttribute("data-live");
+            row.setAttribute("data-settled", "1");
+          }
+        }).catch(function () {});
+      });
+    }, 3000);
   }
 
   /* --- small page helpers ------------------------------------------------------------------- */
@@ -331,5 +374,6 @@
     var page = body.getAttribute("data-page");
     if (page === "live") liveCallsPage();
     if (page === "call") callPage();
+    if (page === "history") historyPage();
   });
 })();

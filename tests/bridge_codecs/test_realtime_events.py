@@ -11,7 +11,7 @@ import pytest
 
 from bridge import realtime_events as rt
 from bridge import twilio_media as tw
-from tests.openai_validation import validate_client_event
+from calls.simulators.validation import validate_client_event
 
 LOOKUP_SCHEMA = {
     "type": "object",

@@ -15,7 +15,7 @@ import pytest
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import ClientConnection, connect
 
-from bridge.server import FORCED_STOP_GRACE_S
+from bridge.server import FORCED_STOP_GRACE_S, MAX_MESSAGE_BYTES
 from tests.bridge_process.conftest import BridgeProcess, FakeAgent, get
 
 pytestmark = pytest.mark.e2e
@@ -206,3 +206,15 @@ def test_bridge_on_ecs_never_asks_for_task_protection(start_bridge: StartBridge,
     bridge.signal()
     assert bridge.wait_exit(10) == 0
     assert fake_agent.seen() == []
+
+
+def test_an_oversized_message_closes_the_stream_and_the_bridge_lives_on(start_bridge: StartBridge) -> None:
+    bridge = start_bridge(stub=True)
+    with open_call(bridge) as ws:
+        ws.send("x" * (MAX_MESSAGE_BYTES + 1))  # a Media Streams frame is under 1 KB
+        with pytest.raises(ConnectionClosed) as closed:
+            ws.recv(timeout=5)
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 1009  # message too big
+    with open_call(bridge) as ws:  # the next call is served as usual
+        ws.send("hangup")
+    assert get(f"{bridge.http}/healthz")[0] == 200

@@ -224,7 +224,8 @@ def test_purge_service_keeps_live_calls(config):
 
 @pytest.mark.parametrize(
     ("number", "masked"),
-    [("+14155550123", "+1415•••0123"), ("", ""), ("12345", "•••••"), ("+442071234567", "+4420•••4567")],
+    [("+14155550123", "+1415•••0123"), ("", ""), ("12345", "•••••"), ("+442071234567", "+4420•••4567"),
+     ("client:alice", "•••"), ("sip:bob@example.com", "•••")],
 )
 def test_mask_phone(number, masked):
     assert services.mask_phone(number) == masked

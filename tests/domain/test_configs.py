@@ -131,9 +131,36 @@ def test_snapshot_with_server_vad_and_defaults(config):
     assert snapshot["noise_reduction"] is None
     assert snapshot["transcription_model"] == "gpt-4o-mini-transcribe"
     assert snapshot["max_output_tokens"] == "inf"
-    assert snapshot["max_call_seconds"] == 55 * 60
+    assert snapshot["max_call_seconds"] == 120 * 60  # beyond one 60-minute session: the bridge hands over
     assert snapshot["transfer_number"] is None
     assert snapshot["tools"] == []
+    assert snapshot["engine"] == "realtime"
+
+
+def test_snapshot_carries_the_engine_and_the_idle_timeout_and_calls_record_their_engine(config):
+    config.engine, config.model, config.idle_timeout_ms = AgentConfig.Engine.LIVE, "gpt-live-1.1", 9000
+    config.save()
+    snapshot = services.config_snapshot(config)
+    assert (snapshot["engine"], snapshot["model"]) == ("live", "gpt-live-1.1")
+    assert snapshot["turn_detection"]["idle_timeout_ms"] == 9000
+    assert snapshot["backend_model"] is None and snapshot["backend_instructions"] is None  # the codec's defaults
+    config.backend_model, config.backend_instructions = "gpt-5.4", "Look orders up carefully."
+    snapshot = services.config_snapshot(config)
+    assert (snapshot["backend_model"], snapshot["backend_instructions"]) == ("gpt-5.4", "Look orders up carefully.")
+    call = services.start_call("CA" + "e" * 32, "AC1", "+14155550100", "+15005550006", config)
+    assert call.engine == "live" and call.config_snapshot["engine"] == "live"
+    assert services.start_call("CA" + "f" * 32, "AC1", "+1", "+2", None).engine == ""
+
+
+def test_a_model_of_the_other_engine_is_refused_and_an_empty_one_is_the_engines_default(config):
+    from django.core.exceptions import ValidationError
+
+    config.engine = AgentConfig.Engine.LIVE
+    with pytest.raises(ValidationError, match="not a GPT-Live"):
+        config.full_clean()
+    config.model = ""
+    config.clean()
+    assert config.model == "gpt-live-1.1"
 
 
 def test_snapshot_with_semantic_vad_and_limits(config):

@@ -64,7 +64,7 @@ def load(env: dict[str, str]) -> dict:
 def refusal(env: dict[str, str]) -> str:
     result = run_python(env, "-c", SHOW)
     assert result.returncode != 0, result.stdout
-    assert "ImproperlyConfigured" in result.stderr
+    assert "SettingsError" in result.stderr  # an ImproperlyConfigured
     return result.stderr.strip().splitlines()[-1]
 
 
@@ -171,8 +171,15 @@ def test_list_entries_are_trimmed():
     assert values["CSRF_TRUSTED_ORIGINS"] == ["https://a.example.com", "https://b.example.com"]
 
 
+FULL_PRODUCTION = {
+    **PRODUCTION, "OPENAI_API_KEY": "sk-settings-test", "TWILIO_ACCOUNT_SID": "AC" + "0" * 32,
+    "DATABASE_URL": "postgres://voice@db.internal:5432/voiceops", "REDIS_URL": "redis://cache.internal:6379/0",
+    "PUBLIC_WEBHOOK_BASE_URL": "https://voice.example.com", "BRIDGE_PUBLIC_URL": "wss://voice.example.com/media-stream",
+}
+
+
 def test_check_deploy_is_clean_in_production():
-    result = run_python(PRODUCTION, "manage.py", "check", "--deploy", "--fail-level", "WARNING")
+    result = run_python(FULL_PRODUCTION, "manage.py", "check", "--deploy", "--fail-level", "WARNING")
 
     assert result.returncode == 0, result.stdout + result.stderr
     assert "System check identified no issues" in result.stdout
@@ -181,6 +188,70 @@ def test_check_deploy_is_clean_in_production():
 
 def test_check_deploy_flags_a_debug_deployment():
     # The check above can fail: the same command with DEBUG on reports security.W018.
-    env = {**PRODUCTION, "DJANGO_DEBUG": "1"}
+    env = {**FULL_PRODUCTION, "DJANGO_DEBUG": "1"}
     result = run_python(env, "manage.py", "check", "--deploy")
     assert "security.W018" in result.stdout + result.stderr
+    assert "voiceops.E101" in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "check_id"),
+    [
+        ("OPENAI_API_KEY", "", "voiceops.E103"),
+        ("OPENAI_REALTIME_URL", "ws://api.openai.com/v1/realtime", "voiceops.E104"),
+        ("BRIDGE_PUBLIC_URL", "ws://voice.example.com/media-stream", "voiceops.E104"),
+        ("DJANGO_ALLOWED_HOSTS", "*", "voiceops.E102"),
+        ("REDIS_URL", "", "voiceops.W103"),
+    ],
+)
+def test_check_deploy_names_what_production_lacks(variable, value, check_id):
+    result = run_python({**FULL_PRODUCTION, variable: value}, "manage.py", "check", "--deploy",
+                        "--fail-level", "WARNING")
+    assert result.returncode == 1
+    assert check_id in result.stderr and variable in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "says"),
+    [
+        ("PORT", "abc", "PORT='abc' is not a whole number"),
+        ("PORT", "70000", "PORT='70000' is out of range"),
+        ("DATABASE_URL", "garbage", "DATABASE_URL is not a database URL"),
+        ("DJANGO_DEBUG", "nope", "DJANGO_DEBUG='nope' is not a yes/no value"),
+        ("STREAM_TOKEN_TTL_S", "abc", "STREAM_TOKEN_TTL_S='abc' is not a whole number"),
+        ("OPENAI_REALTIME_URL", "garbage", "OPENAI_REALTIME_URL='garbage' is not a wss:// or ws:// URL"),
+        ("OPENAI_LIVE_URL", "https://api.openai.com/v1/live", "OPENAI_LIVE_URL='https://api.openai.com/v1/live' is"),
+        ("TWILIO_API_BASE_URL", "garbage", "TWILIO_API_BASE_URL='garbage' is not a https:// or http:// URL"),
+        ("BRIDGE_PUBLIC_URL", "wss://", "BRIDGE_PUBLIC_URL='wss://' is not"),
+        ("REDIS_URL", "cache:6379", "REDIS_URL is not a redis:// or rediss:// URL"),
+        ("VOICEOPS_COMPONENT", "everything", "VOICEOPS_COMPONENT='everything' must be one of"),
+    ],
+)
+def test_a_bad_setting_is_one_clear_line_without_a_traceback(variable, value, says):
+    result = run_python({variable: value}, "manage.py", "check")
+
+    assert result.returncode == 2
+    assert result.stdout == ""
+    (line,) = result.stderr.splitlines()
+    assert line.startswith(f"voiceops: bad setting: {says}")
+    assert "Traceback" not in result.stderr
+
+
+def test_every_bad_setting_is_reported_at_once_and_secrets_are_not_echoed():
+    result = run_python({"PORT": "abc", "DJANGO_DEBUG": "nope", "DATABASE_URL": "postgres//u:hunter2@db/x"},
+                        "manage.py", "check")
+
+    lines = result.stderr.splitlines()
+    assert [line.split()[3] for line in lines] == ["DJANGO_DEBUG='nope'", "PORT='abc'", "DATABASE_URL"]
+    assert "hunter2" not in result.stderr
+
+
+def test_check_config_reports_settings_that_do_not_load():
+    result = run_python({"DJANGO_DEBUG": "nope", "STREAM_TOKEN_TTL_S": "-5"}, "manage.py", "check_config")
+
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    lines = [line.strip() for line in result.stdout.splitlines()]
+    assert "✗ DJANGO_DEBUG='nope' is not a yes/no value: use 1 or 0 (also true/false, yes/no, on/off)" in lines
+    assert "✗ STREAM_TOKEN_TTL_S='-5' is out of range (1-…)" in lines
+    assert lines[-1].startswith("2 failed")

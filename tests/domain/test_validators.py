@@ -123,3 +123,24 @@ def test_tool_rules():
     tool = Tool(name="ok-tool_1", description="x", url="https://x.example.com")
     tool.full_clean()
     assert tool.secret_env_name == "TOOL_SECRET_OK_TOOL_1"
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["https://127.0.0.1/x", "https://2130706433/x", "https://0x7f.1/x", "https://127.1/x", "https://10.1.2.3/x",
+     "https://172.16.0.1/x", "https://169.254.169.254/latest", "https://[fd00:ec2::254]/x", "https://[::1]/x",
+     "https://[::ffff:10.0.0.1]/x", "https://[64:ff9b::a9fe:a9fe]/x", "https://localhost/x", "https://a.localhost/x",
+     "https://0.0.0.0/x"],
+)
+def test_tool_urls_naming_internal_addresses_are_refused(url, settings):
+    settings.TOOL_ALLOWED_PRIVATE_HOSTS = []
+    with pytest.raises(ValidationError) as error:
+        validators.validate_https_url(url)
+    assert "must reach a public server" in error.value.messages[0]
+
+
+@pytest.mark.parametrize("url", ["https://8.8.8.8/x", "https://[2606:4700::1111]/x", "https://api.example.com/x",
+                                 "https://deadbeef.example.com/x"])
+def test_tool_urls_naming_public_hosts_pass(url, settings):
+    settings.TOOL_ALLOWED_PRIVATE_HOSTS = []
+    validators.validate_https_url(url)

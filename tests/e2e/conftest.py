@@ -1,5 +1,8 @@
-"""End-to-end fixtures: the OpenAI Realtime simulator on loopback, and the real bridge (`manage.py runbridge`,
-daphne) as a subprocess sharing the test database, with Twilio played by the caller simulator."""
+"""End-to-end fixtures: an OpenAI simulator on loopback, and the real bridge (`manage.py runbridge`, daphne) as a
+subprocess sharing the test database, with Twilio played by the caller simulator.
+
+Every test runs once per engine (`engine`: "realtime" against the Realtime simulator, "live" against the GPT-Live
+one); a test of a feature one engine alone has narrows it with `only_realtime`."""
 
 from __future__ import annotations
 
@@ -13,15 +16,27 @@ import pytest
 
 from calls import services
 from calls.models import AgentConfig
+from calls.simulators.live_server import LiveSimulator
 from calls.simulators.realtime_server import Pacing, RealtimeSimulator, Script
 from tests.bridge_tools.conftest import TlsFiles, tls_files, tool_server  # noqa: F401 - shared fixtures
 from tests.conftest import TWILIO_TOKEN
 from tests.servers import ServerProcess, run_bridge
 
+ENGINES = ("realtime", "live")
+MODELS = {"realtime": "gpt-realtime-2.1", "live": "gpt-live-1.1"}
+URL_SETTINGS = {"realtime": "OPENAI_REALTIME_URL", "live": "OPENAI_LIVE_URL"}
+only_realtime = pytest.mark.parametrize("engine", ["realtime"], indirect=True)
+
+
+@pytest.fixture(scope="module", params=ENGINES)
+def engine(request: pytest.FixtureRequest) -> str:
+    return request.param
+
 
 @pytest.fixture(scope="module")
-def sim() -> Iterator[RealtimeSimulator]:
-    simulator = RealtimeSimulator(pacing=Pacing(chunk_ms=100, speed=4.0, first_audio_delay_ms=50))
+def sim(engine: str) -> Iterator[RealtimeSimulator]:
+    simulator_class = LiveSimulator if engine == "live" else RealtimeSimulator
+    simulator = simulator_class(pacing=Pacing(chunk_ms=100, speed=4.0, first_audio_delay_ms=50))
     simulator.start_in_thread()
     yield simulator
     simulator.stop()
@@ -38,9 +53,11 @@ def fresh_sim(sim: RealtimeSimulator) -> RealtimeSimulator:
     return sim
 
 
-def bridge_env(sim_url: str, tls: TlsFiles, **extra: str) -> dict[str, str]:
+def bridge_env(sim: RealtimeSimulator, tls: TlsFiles, **extra: str) -> dict[str, str]:
+    """The bridge's environment, its OpenAI URL pointing at `sim` (Realtime or GPT-Live)."""
     return {
-        "OPENAI_REALTIME_URL": sim_url, "OPENAI_API_KEY": "sk-simulated", "TWILIO_AUTH_TOKEN": TWILIO_TOKEN,
+        URL_SETTINGS["live" if isinstance(sim, LiveSimulator) else "realtime"]: sim.url,
+        "OPENAI_API_KEY": "sk-simulated", "TWILIO_AUTH_TOKEN": TWILIO_TOKEN,
         "DRAIN_TIMEOUT_S": "20", "TOOL_CA_BUNDLE": str(tls.ca_bundle),
         "TOOL_ALLOWED_PRIVATE_HOSTS": "127.0.0.1,localhost", "TOOL_SECRET_LOOKUP_ORDER": "tool-secret-123",
         **extra,
@@ -52,7 +69,7 @@ def bridge(sim: RealtimeSimulator, tls_files: TlsFiles, django_db_setup, django_
            tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     assert sim.url is not None
     with django_db_blocker.unblock(), run_bridge(tmp_path_factory.mktemp("bridge"),
-                                                 **bridge_env(sim.url, tls_files)) as server:
+                                                 **bridge_env(sim, tls_files)) as server:
         yield server
 
 
@@ -70,10 +87,10 @@ def wait_until_idle(server: ServerProcess, timeout_s: float = 10.0) -> None:
 
 
 @pytest.fixture
-def agent(transactional_db, request: pytest.FixtureRequest) -> Iterator[AgentConfig]:
+def agent(transactional_db, engine: str, request: pytest.FixtureRequest) -> Iterator[AgentConfig]:
     config = AgentConfig.objects.create(
         name="Front desk", instructions="You answer the phone.", greeting="Hello, how can I help?",
-        is_default=True, transfer_number="+14155550199",
+        is_default=True, transfer_number="+14155550199", engine=engine, model=MODELS[engine],
     )
     config.tools.set(services.ensure_builtin_tools())
     yield config

@@ -1,14 +1,17 @@
 """Whole calls through the real bridge (daphne subprocess on loopback) with Twilio played by the caller simulator
-and OpenAI by the Realtime simulator. Every client event the bridge sends is validated by the simulator against
-the `openai` package's own types; `sim.errors` must stay empty."""
+and OpenAI by a simulator: every test runs on both engines, Realtime and GPT-Live (see conftest). Every client
+event the bridge sends is validated by the simulator against the `openai` package's own types (`openai.types.
+realtime` or `openai.types.live`); `sim.errors` must stay empty."""
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 import time
 import urllib.request
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 from channels.layers import get_channel_layer
@@ -16,6 +19,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
 from calls import stream_token
+from calls.live_feed import ALL_CALLS_GROUP
 from calls.models import AgentConfig, Call, CallEvent, Tool
 from calls.simulators import audio
 from calls.simulators.realtime_server import RealtimeSimulator, Reply, Script, ToolCall, agent_audio
@@ -28,6 +32,7 @@ from calls.simulators.twilio_caller import (
     signed_webhook_post,
 )
 from tests.conftest import TWILIO_TOKEN, requires_redis
+from tests.e2e.conftest import only_realtime
 from tests.servers import ServerProcess
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
@@ -43,8 +48,16 @@ def wait_for(predicate, timeout_s: float = 10.0, interval_s: float = 0.05):
     raise AssertionError("condition not met in time")
 
 
+AUDIO_APPEND = {"input_audio_buffer.append", "session.input_audio.append"}  # Realtime, GPT-Live
+
+
 def appended_audio(session) -> bytes:
-    return b"".join(base64.b64decode(e["audio"]) for e in session.received if e["type"] == "input_audio_buffer.append")
+    return b"".join(base64.b64decode(e["audio"]) for e in session.received if e["type"] in AUDIO_APPEND)
+
+
+def configured_session(session) -> dict:
+    """The session config the bridge sent first: Realtime's session.update, GPT-Live's session.start."""
+    return next(e for e in session.received if e["type"] in ("session.update", "session.start"))["session"]
 
 
 async def open_stream(bridge: ServerProcess, to: str = "+15005550006") -> tuple[dict[str, str], MediaStreamCall]:
@@ -66,7 +79,7 @@ def stream_ended_twiml(bridge: ServerProcess, params: dict[str, str]):
 
 
 async def test_a_call_round_trip_passes_audio_unchanged_and_stores_the_transcript(
-    bridge: ServerProcess, fresh_sim: RealtimeSimulator, agent: AgentConfig
+    bridge: ServerProcess, fresh_sim: RealtimeSimulator, agent: AgentConfig, engine: str
 ) -> None:
     fresh_sim.script = Script(turns=[Reply("Hello, how can I help?", audio_ms=1200),
                                      Reply("We open at eight.", audio_ms=1500)],
@@ -84,10 +97,14 @@ async def test_a_call_round_trip_passes_audio_unchanged_and_stores_the_transcrip
     # GA protocol, bearer key, no beta header; session configured from the snapshot.
     assert session.headers["authorization"] == "Bearer sk-simulated"
     assert "openai-beta" not in session.headers
-    update = next(e for e in session.received if e["type"] == "session.update")["session"]
-    assert update["instructions"] == "You answer the phone."
-    assert update["audio"]["input"]["format"]["type"] == "audio/pcmu"
-    assert update["audio"]["output"]["format"]["type"] == "audio/pcmu"
+    config = configured_session(session)
+    assert config["instructions"] == "You answer the phone."
+    if engine == "live":  # one format both ways, model in session.start (no query string)
+        assert config["audio"]["format"] == {"type": "audio/pcmu", "rate": 8000}
+        assert config["model"] == "gpt-live-1.1" and "?" not in session.path
+    else:
+        assert config["audio"]["input"]["format"]["type"] == "audio/pcmu"
+        assert config["audio"]["output"]["format"]["type"] == "audio/pcmu"
     # Agent audio reached "Twilio" byte for byte: the greeting, then the reply.
     expected = agent_audio(1200, fresh_sim.pacing.pattern) + agent_audio(1500, fresh_sim.pacing.pattern)
     assert bytes(result.agent_audio) == expected
@@ -104,13 +121,18 @@ async def test_a_call_round_trip_passes_audio_unchanged_and_stores_the_transcrip
     assert ("agent", "Hello, how can I help?") in lines and ("agent", "We open at eight.") in lines
     assert call.end_reason == Call.EndReason.CALLER_HANGUP
     assert call.status == Call.Status.COMPLETED
-    assert call.input_tokens > 0 and call.output_tokens > 0
+    if engine == "live":  # billed by the second: the session's final usage, from session.closed
+        assert call.usage["seconds"] > 0 and call.engine == "live"
+    else:
+        assert call.input_tokens > 0 and call.output_tokens > 0
     assert call.stream_sid == result.stream_sid and call.started_at is not None
 
 
 async def test_barge_in_clears_twilio_and_truncates_at_what_the_caller_heard(
-    bridge: ServerProcess, fresh_sim: RealtimeSimulator, agent: AgentConfig
+    bridge: ServerProcess, fresh_sim: RealtimeSimulator, agent: AgentConfig, engine: str
 ) -> None:
+    """Realtime: Twilio's buffer is cleared and the item truncated at what the marks say was heard. GPT-Live
+    stops by itself and has nothing to truncate: the caller's words clear the audio Twilio still holds."""
     fresh_sim.script = Script(turns=[Reply("A very long greeting " * 5, audio_ms=6000), Reply("Sure.", audio_ms=500)])
     params, call = await open_stream(bridge)
     async with call:
@@ -124,14 +146,17 @@ async def test_barge_in_clears_twilio_and_truncates_at_what_the_caller_heard(
     assert result.clears >= 1 and result.cleared_bytes > 0
     session = fresh_sim.sessions[-1]
     assert fresh_sim.errors == []
+    call_row = Call.objects.get(twilio_call_sid=params["CallSid"])
+    wait_for(lambda: CallEvent.objects.filter(call=call_row, kind="barge_in").exists())
+    if engine == "live":
+        assert not any("truncate" in e["type"] or "cancel" in e["type"] for e in session.received)
+        return
     assert len(session.truncates) == 1
     truncate = session.truncates[0]
     assert truncate["content_index"] == 0
     # What was heard, from marks: never more than the item's 6 s, and close to what was really played.
     assert truncate["audio_end_ms"] < 6000
     assert heard_ms - 250 <= truncate["audio_end_ms"] <= heard_ms + 600, (heard_ms, truncate)
-    call_row = Call.objects.get(twilio_call_sid=params["CallSid"])
-    wait_for(lambda: CallEvent.objects.filter(call=call_row, kind="barge_in").exists())
 
 
 async def test_end_call_tool_ends_the_call_and_twilio_hangs_up(
@@ -160,7 +185,7 @@ async def test_transfer_call_dials_the_configured_number(
 ) -> None:
     fresh_sim.script = Script(turns=[Reply("Hello.", audio_ms=300), ToolCall("transfer_call", {"reason": "billing"})])
     params, call = await open_stream(bridge)
-    async with call:
+    async with asyncio.timeout(40), call:
         await call.say(audio.speech_like(600) + audio.silence(800))
         assert await call.wait_closed(15)
     after = await asyncio.to_thread(stream_ended_twiml, bridge, params)
@@ -275,7 +300,7 @@ async def test_malformed_twilio_frames_close_with_a_reason_and_the_bridge_lives_
     assert fresh_sim.sessions[-1].ended.is_set()
 
 
-@pytest.mark.parametrize("fault", ["drop_after_first_response", "refuse_status", "server_error"])
+@pytest.mark.parametrize("fault", ["drop_after_first_response", "refuse_status", "wrong_key", "server_error"])
 async def test_upstream_trouble_ends_the_call_with_an_apology(
     bridge: ServerProcess, fresh_sim: RealtimeSimulator, agent: AgentConfig, fault: str
 ) -> None:
@@ -283,6 +308,8 @@ async def test_upstream_trouble_ends_the_call_with_an_apology(
         fresh_sim.faults.drop_after_first_response = True
     elif fault == "refuse_status":
         fresh_sim.faults.refuse_status = 500
+    elif fault == "wrong_key":
+        fresh_sim.faults.refuse_status = 401  # what OpenAI answers a bad key with at the handshake
     else:
         fresh_sim.faults.error_after_events = 3
     params, call = await open_stream(bridge)
@@ -312,29 +339,87 @@ async def test_twilio_hang_up_closes_the_upstream_session_at_once(
     assert row.end_reason == Call.EndReason.CALLER_HANGUP
 
 
+@contextlib.asynccontextmanager
+async def dashboard_feed() -> AsyncIterator[Callable[[str], Awaitable[list[dict]]]]:
+    """Listen on the channel layer's all-calls group as the dashboard does; yields `updates(call_sid)`, which
+    returns that call's updates up to its "ended" one (an earlier test's last update may still arrive)."""
+    layer = get_channel_layer()
+    channel = await layer.new_channel()
+    await layer.group_add(ALL_CALLS_GROUP, channel)
+
+    async def updates(call_sid: str) -> list[dict]:
+        seen: list[dict] = []
+        async with asyncio.timeout(10):
+            while not any(m["what"] == "ended" for m in seen):
+                message = await layer.receive(channel)
+                if message["call"]["sid"] == call_sid:
+                    seen.append(message)
+        return seen
+
+    try:
+        yield updates
+    finally:
+        await layer.group_discard(ALL_CALLS_GROUP, channel)
+
+
 @requires_redis
 async def test_live_events_reach_the_dashboard_group_through_redis(
     bridge: ServerProcess, fresh_sim: RealtimeSimulator, agent: AgentConfig
 ) -> None:
     """The bridge (its own process) publishes call updates on the Redis channel layer the dashboard listens on."""
-    layer = get_channel_layer()
-    channel = await layer.new_channel()
-    await layer.group_add("voiceops.calls", channel)
-    try:
+    async with dashboard_feed() as updates:
         fresh_sim.script = Script(turns=[Reply("Hello.", audio_ms=300)], transcripts=["Hi there"])
         outcome = await run_inbound_call(bridge.http, to="+15005550006", from_="+14155550100",
                                          auth_token=TWILIO_TOKEN, utterances=[audio.speech_like(600)],
                                          reply_timeout=10)
-        sid = outcome.call_params["CallSid"]
-        seen: list[dict] = []  # this call's updates (an earlier test's last update may still arrive)
-        async with asyncio.timeout(10):
-            while not any(m["what"] == "ended" for m in seen):
-                message = await layer.receive(channel)
-                if message["call"]["sid"] == sid:
-                    seen.append(message)
-    finally:
-        await layer.group_discard("voiceops.calls", channel)
+        seen = await updates(outcome.call_params["CallSid"])
     assert seen[0]["what"] == "started" and seen[0]["type"] == "call.update"
     assert "+14155550100" not in json.dumps(seen)  # the caller's number is masked
     kinds = [m["event"]["kind"] for m in seen if m["what"] == "event"]
     assert "agent" in kinds and "caller" in kinds
+
+
+@requires_redis
+async def test_the_live_feed_publishes_a_failed_call_as_failed(
+    bridge: ServerProcess, fresh_sim: RealtimeSimulator, agent: AgentConfig
+) -> None:
+    """The dashboard's 'ended' update carries the status the call is stored with (it once said 'completed')."""
+    fresh_sim.faults.refuse_status = 500
+    async with dashboard_feed() as updates:
+        params, call = await open_stream(bridge)
+        async with call:
+            assert await call.wait_closed(15)
+        ended = (await updates(params["CallSid"]))[-1]
+    row = Call.objects.get(twilio_call_sid=params["CallSid"])
+    assert row.status == Call.Status.FAILED
+    assert ended["call"]["status"] == Call.Status.FAILED
+    assert ended["call"]["end_reason"] == Call.EndReason.UPSTREAM_ERROR
+    assert ended["call"]["status_label"] == "Failed"
+
+
+@only_realtime  # server VAD's idle timeout; GPT-Live owns turn-taking
+async def test_a_silent_caller_is_asked_once_then_the_agent_says_goodbye_and_hangs_up(
+    bridge: ServerProcess, fresh_sim: RealtimeSimulator, agent: AgentConfig
+) -> None:
+    agent.idle_timeout_ms = 1000  # below the admin's minimum (5 s), to keep the test short
+    await asyncio.to_thread(agent.save)
+    fresh_sim.script = Script(turns=[Reply("Hello.", audio_ms=400), Reply("Are you still there?", audio_ms=600),
+                                     Reply("Not this: cancelled.", audio_ms=3000),
+                                     Reply("Goodbye, call again any time.", audio_ms=700)])
+    params, call = await open_stream(bridge)
+    async with call:  # the line stays open, silent
+        assert await call.wait_closed(20), "the bridge kept a silent call open"
+    session = fresh_sim.sessions[-1]
+    assert fresh_sim.errors == []
+    assert session.idle_timeouts == 2
+    turn = next(e for e in session.received if e["type"] == "session.update")["session"]["audio"]["input"]
+    assert turn["turn_detection"]["idle_timeout_ms"] == 1000
+    # The greeting, the server's own reprompt, then the goodbye; the second silence's answer is never played.
+    pattern = fresh_sim.pacing.pattern
+    assert bytes(call.result.agent_audio) == agent_audio(400, pattern) + agent_audio(600, pattern) + agent_audio(
+        700, pattern)
+    assert [r.status for r in session.responses] == ["completed", "completed", "cancelled", "completed"]
+    row = wait_for(lambda: Call.objects.filter(twilio_call_sid=params["CallSid"], ended_at__isnull=False).first())
+    assert row.end_reason == Call.EndReason.AGENT_ENDED
+    after = await asyncio.to_thread(stream_ended_twiml, bridge, params)
+    assert after.verbs == ["Hangup"]

@@ -34,7 +34,7 @@ async def test_sigterm_keeps_the_live_call_to_its_end_then_exits(
     fresh_sim: RealtimeSimulator, agent: AgentConfig, tls_files: TlsFiles, tmp_path: Path
 ) -> None:
     fresh_sim.script = Script(turns=[Reply("A long answer " * 20, audio_ms=30000)])
-    with run_bridge(tmp_path, **bridge_env(fresh_sim.url, tls_files, DRAIN_TIMEOUT_S="30")) as bridge:
+    with run_bridge(tmp_path, **bridge_env(fresh_sim, tls_files, DRAIN_TIMEOUT_S="30")) as bridge:
         assert readyz_status(bridge.http) == 200
         params, call = await open_stream(bridge)
         await call.connect()
@@ -62,7 +62,7 @@ async def test_drain_timeout_ends_the_call_politely(
     fresh_sim: RealtimeSimulator, agent: AgentConfig, tls_files: TlsFiles, tmp_path: Path
 ) -> None:
     fresh_sim.script = Script(turns=[Reply("A long answer " * 20, audio_ms=30000)])
-    with run_bridge(tmp_path, **bridge_env(fresh_sim.url, tls_files, DRAIN_TIMEOUT_S="2")) as bridge:
+    with run_bridge(tmp_path, **bridge_env(fresh_sim, tls_files, DRAIN_TIMEOUT_S="2")) as bridge:
         params, call = await open_stream(bridge)
         await call.connect()
         assert await call.wait_for_agent_audio(timeout=10)

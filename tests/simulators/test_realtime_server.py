@@ -548,3 +548,24 @@ async def test_pcm_default_format_is_used_when_client_does_not_ask_for_pcmu() ->
         await client.ws.close()
     data = b"".join(base64.b64decode(d["delta"]) for d in client.of_type("response.output_audio.delta"))
     assert len(data) == 100 * 48
+
+
+async def test_server_vad_idle_timeout_commits_the_silence_and_answers() -> None:
+    sim = fast_sim(Reply("Are you still there?", audio_ms=200))
+    async with sim.serve() as url:
+        client = await open_client(url)
+        update = json.loads(json.dumps(PCMU_SESSION))
+        update["session"]["audio"]["input"]["turn_detection"]["idle_timeout_ms"] = 400
+        await client.send(update)
+        await client.until("session.updated")
+        await client.append(audio.silence(300))  # not yet
+        await client.append(audio.silence(200))
+        timeout = await client.until("input_audio_buffer.timeout_triggered")
+        assert timeout["audio_end_ms"] - timeout["audio_start_ms"] == 400
+        committed = await client.until("input_audio_buffer.committed")
+        assert committed["item_id"] == timeout["item_id"]
+        done = await client.until("response.done")
+        assert done["response"]["status"] == "completed"
+        assert client.of_type("conversation.item.input_audio_transcription.completed")[0]["transcript"] == ""
+        await client.ws.close()
+    assert sim.sessions[0].idle_timeouts == 1 and sim.errors == []

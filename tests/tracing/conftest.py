@@ -14,7 +14,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.util._once import Once
 
-from voiceops import tracing
+from calls import tracing
 
 TRACING_ENV_PREFIXES = ("OTEL_", "VOICEOPS_COMPONENT", "VOICEOPS_STAGE", "ECS_CONTAINER_METADATA_URI")
 

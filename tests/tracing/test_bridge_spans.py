@@ -16,7 +16,15 @@ from calls.models import AgentConfig, Tool
 from calls.simulators import audio
 from calls.simulators.realtime_server import RealtimeSimulator, Reply, Script, ToolCall
 from tests.bridge_tools.conftest import TlsFiles, tls_files, tool_server  # noqa: F401 - shared fixtures
-from tests.e2e.conftest import agent, bridge_env, fresh_sim, orm_in_async_tests, sim  # noqa: F401
+from tests.e2e.conftest import (  # noqa: F401
+    agent,
+    bridge_env,
+    engine,
+    fresh_sim,
+    only_realtime,
+    orm_in_async_tests,
+    sim,
+)
 from tests.e2e.test_call_flow import open_stream
 from tests.servers import ServerProcess, run_bridge
 from tests.tracing.otlp_collector import FakeCollector, running_collector
@@ -38,7 +46,7 @@ def traced_bridge(sim: RealtimeSimulator, tls_files: TlsFiles, collector: FakeCo
     env = bridge_env(
         # "all": the test posts the Twilio webhook to this same process, which a bridge-only process refuses
         # (its host serves /media-stream and health only); the service name is the bridge's all the same.
-        sim.url, tls_files, VOICEOPS_COMPONENT="all", OTEL_SERVICE_NAME="voiceops-bridge", VOICEOPS_STAGE="dev",
+        sim, tls_files, VOICEOPS_COMPONENT="all", OTEL_SERVICE_NAME="voiceops-bridge", VOICEOPS_STAGE="dev",
         OTEL_EXPORTER_OTLP_ENDPOINT=collector.endpoint,
         OTEL_BSP_SCHEDULE_DELAY="600000",  # nothing leaves before the stop: the stop must flush
     )
@@ -46,6 +54,7 @@ def traced_bridge(sim: RealtimeSimulator, tls_files: TlsFiles, collector: FakeCo
         yield server
 
 
+@only_realtime  # the spans are the bridge's, whichever the engine
 async def test_a_call_is_one_trace_of_lifecycle_steps(
     traced_bridge: ServerProcess, fresh_sim: RealtimeSimulator, agent: AgentConfig,  # noqa: F811
     collector: FakeCollector, tool_server,  # noqa: F811
@@ -73,7 +82,9 @@ async def test_a_call_is_one_trace_of_lifecycle_steps(
     assert {s.service for s in spans} == {"voiceops-bridge"}
     by_name = {s.name: s for s in spans}
     start = by_name["call.start"]
-    assert start.parent_span_id == ""
+    webhook = by_name["POST twilio/voice"]
+    # The webhook passed its traceparent in the stream's parameters: the call continues the webhook's trace.
+    assert start.trace_id == webhook.trace_id and start.parent_span_id == webhook.span_id
     assert start.attributes["call_sid"] == params["CallSid"]
     in_call = [s for s in spans if s.trace_id == start.trace_id]
     names = {s.name for s in in_call}
@@ -87,7 +98,7 @@ async def test_a_call_is_one_trace_of_lifecycle_steps(
         # Database work at stream start and end hangs under the call, not in traces of its own.
         assert any(s.attributes.get("db.system") == "postgresql" for s in in_call)
     # Lifecycle only, and background work (the event sink's batched writes) in no call's trace: the only
-    # roots are the webhook request and the call. One span per audio frame would be hundreds.
-    assert sorted(s.name for s in spans if not s.parent_span_id) == ["POST twilio/voice", "call.start"]
+    # root is the webhook request, the call hanging under it. One span per audio frame would be hundreds.
+    assert sorted(s.name for s in spans if not s.parent_span_id) == ["POST twilio/voice"]
     assert len(spans) < 40, sorted(s.name for s in spans)
     assert not any(CALLER[1:].encode() in s.raw for s in spans)

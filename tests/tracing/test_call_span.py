@@ -9,7 +9,7 @@ import pytest
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 
-from voiceops import tracing
+from calls import tracing
 
 CALLER = "+14155550123"
 CALL_SID = "CA" + "0123456789abcdef" * 2
@@ -49,9 +49,9 @@ def test_phone_numbers_are_masked_and_secrets_dropped(spans: InMemorySpanExporte
     [recorded] = spans.get_finished_spans()
     assert dict(recorded.attributes) == {
         "call_sid": CALL_SID,
-        "caller": "***23",
-        "to_number": "***50",
-        "note": "transfer requested to ***23",
+        "caller": "+1415•••0123",
+        "to_number": "+4420•••8750",
+        "note": "transfer requested to +1415•••0123",
     }
     text = exported_text(spans)
     for leaked in (CALLER, "4155550123", "2071838750", "sk-live", "eyJhbGciOi", "Bearer abc"):
@@ -69,7 +69,7 @@ def test_an_error_marks_the_span_without_leaking_its_message(spans: InMemorySpan
     [event] = recorded.events
     assert event.name == "exception"
     assert event.attributes["exception.type"] == "ConnectionError"
-    assert event.attributes["exception.message"] == "refused for ***23 with Bearer ***"
+    assert event.attributes["exception.message"] == "refused for +1415•••0123 with Bearer ***"
     text = exported_text(spans)
     assert CALLER not in text
     assert "sk-proj" not in text
@@ -131,12 +131,12 @@ def test_off_call_span_is_a_no_op_even_with_a_parent() -> None:
 @pytest.mark.parametrize(
     ("attributes", "expected"),
     [
-        ({"from": "+14155550123"}, {"from": "***23"}),
-        ({"From": "client:alice"}, {"From": "***"}),
-        ({"phone_numbers": ["+14155550123", "+14155550199"]}, {"phone_numbers": ["***23", "***99"]}),
-        ({"caller": 14155550123}, {"caller": "***23"}),
+        ({"from": "+14155550123"}, {"from": "+1415•••0123"}),
+        ({"From": "client:alice"}, {"From": "•••"}),
+        ({"phone_numbers": ["+14155550123", "+14155550199"]}, {"phone_numbers": ["+1415•••0123", "+1415•••0199"]}),
+        ({"caller": 14155550123}, {"caller": "14155•••0123"}),
         ({"date": "2026-10-01", "sid": "CA14155550123"}, {"date": "2026-10-01", "sid": "CA14155550123"}),
-        ({"tags": ["a", "+14155550123"]}, {"tags": ["a", "***23"]}),
+        ({"tags": ["a", "+14155550123"]}, {"tags": ["a", "+1415•••0123"]}),
         ({"usage": {"input": 3}}, {"usage": json.dumps({"input": 3}).replace('"', "'")}),
         ({"transcript": "x" * 1000}, {"transcript": "x" * 255 + "…"}),
         ({"password": "hunter2", "db.secret_arn": "arn:…", "missing": None}, {}),

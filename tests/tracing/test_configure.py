@@ -18,7 +18,7 @@ from opentelemetry.sdk.extension.aws.trace import AwsXRayIdGenerator
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter
 
-from voiceops import tracing
+from calls import tracing
 
 INSTRUMENTORS = (DjangoInstrumentor, PsycopgInstrumentor, RedisInstrumentor, BotocoreInstrumentor)
 DJANGO_OTEL_MIDDLEWARE = DjangoInstrumentor._opentelemetry_middleware

@@ -12,8 +12,8 @@ from botocore.stub import Stubber
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
 
+from calls import tracing
 from tests.conftest import requires_postgres, requires_redis
-from voiceops import tracing
 
 pytestmark = pytest.mark.django_db
 

@@ -12,7 +12,7 @@ from django.contrib.auth.models import Group
 
 from calls import services
 from calls.models import AgentConfig, Call, PhoneNumber, Tool
-from tests.web.helpers import add_conversation, make_call
+from tests.web.helpers import add_conversation, logged_in_page, make_call
 
 CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
 LAUNCH_ARGS = [
@@ -95,3 +95,12 @@ def launched_chromium(extra_args: tuple[str, ...] = ()) -> Iterator[Any]:
 def browser() -> Iterator[Any]:
     with launched_chromium() as chromium:
         yield chromium
+
+
+@pytest.fixture
+def page(browser: Any, live_server: Any, admin_user: Any) -> Iterator[Any]:
+    """A logged-in admin's tab; a JavaScript error fails the test."""
+    tab = logged_in_page(browser, live_server.url)
+    yield tab
+    tab.context.close()
+    assert tab.js_errors == [], f"JavaScript errors: {tab.js_errors}"

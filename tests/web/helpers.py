@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from decimal import Decimal
 from typing import Any
 
@@ -87,6 +88,14 @@ def add_conversation(call: Call) -> None:
             {"seq": 5, "kind": "error", "t_ms": 66_000, "text": "upstream hiccup"},
         ],
     )
+
+
+SCREENSHOTS = os.environ.get("VOICEOPS_SCREENSHOTS", "/tmp/voiceops-screenshots")  # docs/screenshots for the README
+
+
+def screenshot(page: Any, name: str) -> None:
+    os.makedirs(SCREENSHOTS, exist_ok=True)
+    page.screenshot(path=os.path.join(SCREENSHOTS, name), full_page=True)
 
 
 def logged_in_page(browser: Any, base_url: str, username: str = "admin", password: str = "password") -> Any:

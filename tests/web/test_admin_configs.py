@@ -38,7 +38,7 @@ def test_change_page_has_fieldsets_preview_and_revision_history(admin_client, fr
     html = response.content.decode()
     for heading in (
         "Prompt",
-        "Voice",
+        "Engine and voice",
         "Turn taking",
         "Transcription",
         "Limits",
@@ -94,19 +94,73 @@ def test_preview_shows_what_the_bridge_sends(admin_client, front_desk):
 
 
 def test_preview_survives_a_broken_session_builder(admin_client, front_desk, monkeypatch):
-    import sys
-    import types
-
-    broken = types.ModuleType("bridge.realtime_events")
+    from bridge import realtime_events
 
     def session_update(snapshot):
         raise RuntimeError("boom")
 
-    broken.session_update = session_update
-    monkeypatch.setitem(sys.modules, "bridge.realtime_events", broken)
+    monkeypatch.setattr(realtime_events, "session_update", session_update)
     response = admin_client.get(change_url(front_desk))
     assert response.status_code == 200
-    assert "Building the session.update event failed" in response.content.decode()
+    assert "Building the session event failed" in response.content.decode()
+
+
+def test_models_are_offered_per_engine_and_new_names_may_be_typed(admin_client):
+    html = admin_client.get(ADD_URL).content.decode()
+    for model in ("gpt-realtime-2.1", "gpt-realtime-2.1-mini", "gpt-realtime-2", "gpt-realtime-1.5", "gpt-realtime",
+                  "gpt-live-1.1"):
+        assert f'<option value="{model}"' in html, model
+    assert 'list="vo-models"' in html and 'value="gpt-realtime-2.1"' in html  # the default, editable text
+    live_form = admin_client.get(ADD_URL + "?engine=live").context["adminform"].form
+    assert live_form.initial["model"] == "gpt-live-1.1"
+    response = admin_client.post(ADD_URL, new_config_data("Next gen", model="gpt-realtime-2.2-preview"))
+    assert response.status_code == 302
+    assert AgentConfig.objects.get(name="Next gen").model == "gpt-realtime-2.2-preview"
+
+
+def test_an_empty_model_is_the_engines_default_and_a_model_of_the_other_engine_is_refused(admin_client):
+    response = admin_client.post(ADD_URL, new_config_data("Live desk", engine="live", model="",
+                                                          backend_model="gpt-5.4"))
+    assert response.status_code == 302, response.context["adminform"].form.errors
+    live_desk = AgentConfig.objects.get(name="Live desk")
+    assert live_desk.model == "gpt-live-1.1"
+    # The session preview is the session.start the Live engine sends, with its backend.
+    html = admin_client.get(change_url(live_desk)).content.decode()
+    assert "session.start" in html and "GPT-Live backend" in html and "gpt-5.4" in html
+    response = admin_client.post(ADD_URL, new_config_data("Mixed", engine="live", model="gpt-realtime-2.1"))
+    assert response.status_code == 200
+    assert "is not a GPT-Live (billed per minute) model" in str(response.context["adminform"].form.errors["model"])
+
+
+def test_idle_timeout_reaches_the_session_and_the_preview_and_needs_server_vad(admin_client, front_desk):
+    from calls.admin import session_preview_payload
+
+    response = admin_client.post(change_url(front_desk), config_post_data(front_desk, idle_timeout_ms="8000",
+                                                                           noise_reduction="far_field"))
+    assert response.status_code == 302, response.context["adminform"].form.errors
+    front_desk.refresh_from_db()
+    payload, _ = session_preview_payload(front_desk)
+    audio_input = payload["session"]["audio"]["input"]
+    assert audio_input["turn_detection"]["idle_timeout_ms"] == 8000
+    assert audio_input["noise_reduction"] == {"type": "far_field"}
+    assert "idle_timeout_ms" in admin_client.get(change_url(front_desk)).content.decode()
+    response = admin_client.post(change_url(front_desk), config_post_data(
+        front_desk, turn_detection="semantic_vad", eagerness="high", idle_timeout_ms="8000"))
+    assert response.status_code == 200
+    assert "server VAD only" in str(response.context["adminform"].form.errors["idle_timeout_ms"])
+    response = admin_client.post(change_url(front_desk), config_post_data(
+        front_desk, turn_detection="semantic_vad", eagerness="high", idle_timeout_ms=""))
+    assert response.status_code == 302
+    front_desk.refresh_from_db()
+    turn = session_preview_payload(front_desk)[0]["session"]["audio"]["input"]["turn_detection"]
+    assert turn == {"type": "semantic_vad", "eagerness": "high", "interrupt_response": True, "create_response": True}
+
+
+def test_calls_may_last_beyond_one_upstream_session_up_to_a_cap(admin_client, front_desk):
+    response = admin_client.post(change_url(front_desk), config_post_data(front_desk, max_call_minutes="180"))
+    assert response.status_code == 302
+    response = admin_client.post(change_url(front_desk), config_post_data(front_desk, max_call_minutes="241"))
+    assert response.status_code == 200 and "max_call_minutes" in response.context["adminform"].form.errors
 
 
 def test_changelist_says_who_edited_last(admin_client, front_desk):
@@ -174,7 +228,7 @@ def test_default_config_must_be_active(admin_client, front_desk):
         ("transfer_number", "415-555-0123", "is not an E.164 number"),
         ("model", "gpt-4o", "is not an OpenAI voice model"),
         ("speed", "3", "Ensure this value is less than or equal to 1.5."),
-        ("max_call_minutes", "90", "Ensure this value is less than or equal to 58."),
+        ("max_call_minutes", "300", "Ensure this value is less than or equal to 240."),
     ],
 )
 def test_bad_input_is_refused_and_nothing_is_saved(admin_client, front_desk, field, value, message):

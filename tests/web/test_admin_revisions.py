@@ -170,3 +170,23 @@ def test_field_diffs_show_tools_added_and_removed():
             "kept": ["end_call"],
         }
     ]
+
+
+def test_diffs_and_the_history_use_the_forms_labels(admin_client, front_desk):
+    revision = edit(admin_client, front_desk, vad_threshold="0.7", max_call_minutes="20")
+
+    html = admin_client.get(detail_url(revision)).content.decode()
+    assert "VAD threshold" in html and "Max call length (minutes)" in html
+    assert "Vad threshold" not in html and "Max call minutes" not in html
+    listing = admin_client.get(reverse("admin:calls_agentconfigrevision_changelist")).content.decode()
+    assert "VAD threshold" in listing and "Max call length (minutes)" in listing and "Vad threshold" not in listing
+
+
+def test_prompts_saved_from_the_form_keep_unix_line_endings(admin_client, front_desk):
+    edit(admin_client, front_desk, instructions="Line one.\r\nLine two.\rLine three.",
+         greeting="Hi!\r\nHow can I help?")
+
+    front_desk.refresh_from_db()
+    assert front_desk.instructions == "Line one.\nLine two.\nLine three."
+    assert front_desk.greeting == "Hi!\nHow can I help?"
+    assert "\r" not in services.config_snapshot(front_desk)["instructions"]

@@ -71,6 +71,13 @@ def test_schema_is_shown_as_indented_json(admin_client, http_tool):
         ({"name": "look up"}, "Letters, digits, _ and - only"),
         ({"kind": "builtin", "name": "end_call"}, "Built-in tools come with voiceops"),
         ({"timeout_s": "120"}, "Ensure this value is less than or equal to 30.0."),
+        ({"url": "https://127.0.0.1/hook"}, "127.0.0.1 is not a public address"),
+        ({"url": "https://10.0.0.5/hook"}, "10.0.0.5 is not a public address"),
+        ({"url": "https://192.168.1.1:8443/hook"}, "192.168.1.1 is not a public address"),
+        ({"url": "https://169.254.169.254/latest/meta-data/"}, "169.254.169.254 is not a public address"),
+        ({"url": "https://[fd00:ec2::254]/latest"}, "fd00:ec2::254 is not a public address"),
+        ({"url": "https://[::ffff:127.0.0.1]/x"}, "::ffff:127.0.0.1 is not a public address"),
+        ({"url": "https://localhost:9000/x"}, "localhost is this machine"),
     ],
 )
 def test_bad_tool_input_is_refused_clearly_and_nothing_saved(admin_client, overrides, message):
@@ -79,6 +86,16 @@ def test_bad_tool_input_is_refused_clearly_and_nothing_saved(admin_client, overr
     assert response.status_code == 200
     assert message in response.content.decode()
     assert Tool.objects.count() == before
+
+
+def test_tool_on_an_allowed_private_host_is_saved_for_local_development(admin_client, settings):
+    settings.TOOL_ALLOWED_PRIVATE_HOSTS = ["127.0.0.1"]
+    assert add_tool(admin_client, url="https://127.0.0.1:9443/orders").status_code == 302
+
+
+def test_add_form_starts_with_an_empty_object_schema(admin_client):
+    form = admin_client.get(reverse("admin:calls_tool_add")).context["adminform"].form
+    assert json.loads(form["parameters"].value()) == {"type": "object", "properties": {}, "required": []}
 
 
 def test_invalid_json_is_shown_back_as_typed(admin_client):

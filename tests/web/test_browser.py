@@ -4,33 +4,15 @@ The live server speaks no WebSocket, so these tests also prove the dashboard's p
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from calls import services
 from calls.models import Call
-from tests.web.helpers import add_conversation, logged_in_page, make_call
-
-SCREENSHOTS = os.environ.get("VOICEOPS_SCREENSHOTS", "/tmp/voiceops-screenshots")  # never inside the repo
+from tests.web.helpers import add_conversation, make_call, screenshot
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
-
-
-@pytest.fixture
-def page(browser: Any, live_server: Any, admin_user: Any) -> Iterator[Any]:
-    """A logged-in admin's tab."""
-    tab = logged_in_page(browser, live_server.url)
-    yield tab
-    tab.context.close()
-    assert tab.js_errors == [], f"JavaScript errors: {tab.js_errors}"
-
-
-def screenshot(page: Any, name: str) -> None:
-    os.makedirs(SCREENSHOTS, exist_ok=True)
-    page.screenshot(path=os.path.join(SCREENSHOTS, name), full_page=True)
 
 
 def test_edit_prompt_see_diff_and_restore(page: Any, front_desk: Any) -> None:

@@ -54,7 +54,7 @@ def test_index_lists_live_calls_masked_and_recent_calls(admin_client, finished_c
     assert "+1415•••0123" in html and "+14155550123" not in html
     assert reverse("dashboard:call", args=[live.pk]) in html
     assert response.context["day"]["total"] == 2 and response.context["day"]["tokens"] == 2000
-    assert '<td class="num right">$0.1234</td>' in html  # the finished call's estimated cost
+    assert '<td class="num right" data-field="cost">$0.1234</td>' in html  # the finished call's estimated cost
     assert 'data-live-url="/dashboard/partials/live-calls"' in html
 
 

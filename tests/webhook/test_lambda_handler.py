@@ -59,7 +59,8 @@ def run_handler(events: list[dict]) -> dict:
     done = subprocess.run([sys.executable, "-c", RUNNER], cwd=ROOT, env=env, input=json.dumps(events),
                           capture_output=True, text=True, timeout=60, check=False)
     assert done.returncode == 0, done.stderr[-3000:]
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    *emf, last = done.stdout.strip().splitlines()
+    return {**json.loads(last), "stderr": done.stderr, "emf": [json.loads(line) for line in emf]}
 
 
 def test_mangum_handler_answers_signed_voice_webhook_with_twiml():
@@ -95,3 +96,28 @@ def test_api_gateway_routes_every_webhook_path():
                       if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", "") == "WEBHOOK_PATHS")
     routed = set(ast.literal_eval(assignment.value))
     assert routed == {f"/{pattern.pattern}" for pattern in urls.urlpatterns}
+
+
+def test_production_logs_are_json_lines_with_the_call_sid_and_emf_metrics():
+    config = AgentConfig.objects.create(name="Default", instructions="Hi.", is_default=True)
+    config.tools.set(services.ensure_builtin_tools())
+    params = {"CallSid": "CA" + "c" * 32, "AccountSid": ACCOUNT_SID, "From": "+14155550100",
+              "To": "+15005550006", "CallStatus": "ringing"}
+    good = RequestValidator(TWILIO_TOKEN).compute_signature(f"{PUBLIC}/twilio/voice", params)
+    result = run_handler([
+        api_gateway_v2_event("/twilio/voice", params, good),
+        api_gateway_v2_event("/twilio/voice", {**params, "CallSid": "CA" + "d" * 32}, "forged"),
+    ])
+
+    lines = [json.loads(line) for line in result["stderr"].splitlines()]  # every line is one JSON object
+    assert all({"time", "level", "logger", "message"} <= set(line) for line in lines)
+    answered = [line for line in lines if line.get("call_sid") == params["CallSid"]]
+    assert answered and answered[0]["logger"] == "lambda_webhook.views" and answered[0]["level"] == "INFO"
+    assert {line.get("request_id") for line in lines if line["logger"] == "lambda_webhook.views"} == {"req-1"}
+    assert any("refused" in line["message"] and line["level"] == "WARNING" for line in lines)
+    for secret in ("+14155550100", TWILIO_TOKEN, "sk-test"):
+        assert secret not in result["stderr"]
+    counted = [{m["Name"] for m in e["_aws"]["CloudWatchMetrics"][0]["Metrics"]} for e in result["emf"]]
+    assert counted == [{"WebhookCallsReceived"}, {"WebhookSignatureFailures"}]
+    assert [(e["Stage"], e.get("WebhookCallsReceived"), e.get("WebhookSignatureFailures")) for e in result["emf"]] \
+        == [("local", 1, None), ("local", None, 1)]

@@ -186,3 +186,20 @@ def test_local_mode_without_token_accepts_unsigned_only_in_debug(client, setting
     assert client.post("/twilio/voice", _params()).status_code == 200
     settings.DEBUG = False
     assert client.post("/twilio/voice", _params(CallSid="CA" + "3" * 32)).status_code == 403
+
+
+def test_the_stream_carries_the_webhooks_traceparent_only_when_a_span_is_active():
+    from opentelemetry.sdk.trace import TracerProvider
+
+    from lambda_webhook import twiml
+
+    assert twiml.current_traceparent() == ""
+    plain = twiml.connect_stream("wss://b.example.com/media-stream", "tok", "https://h/s", "https://h/e")
+    assert "traceparent" not in plain
+    with TracerProvider().get_tracer("test").start_as_current_span("POST twilio/voice") as span:
+        traceparent = twiml.current_traceparent()
+        body = twiml.connect_stream("wss://b.example.com/media-stream", "tok", "https://h/s", "https://h/e",
+                                    traceparent)
+    context = span.get_span_context()
+    assert traceparent.startswith(f"00-{context.trace_id:032x}-{context.span_id:016x}-")
+    assert f'<Parameter name="traceparent" value="{traceparent}" />' in body

@@ -158,7 +158,8 @@ class Command(BaseCommand):
     help = "Export calls (config, status, timings, usage, events and transcript), one record per call."
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("--format", choices=["jsonl", "csv"], default="jsonl")
+        parser.add_argument("--format", choices=["jsonl", "csv"], default="jsonl",
+                            help="jsonl: one JSON object per call with its events (default); csv: one row per call.")
         parser.add_argument("--since", help="Calls created at or after this date/time (YYYY-MM-DD[THH:MM]).")
         parser.add_argument(
             "--until", help="Calls created before this date/time; a bare date includes that day."

@@ -1,5 +1,6 @@
-"""Idempotent local setup: an admin user (credentials printed) and a default agent config with a greeting and
-the built-in tools. `make run` calls it on every start."""
+"""Idempotent local setup: an admin user (credentials printed), a default agent config with a greeting and
+the built-in tools, and the number the README's test call dials routed to it. `make run` calls it on every
+start and prints where the admin and the dashboard are."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
 from calls import services
-from calls.models import AgentConfig
+from calls.models import AgentConfig, PhoneNumber
 
 DEMO_INSTRUCTIONS = """You are the friendly phone assistant of Example Dental, a small dental practice.
 Speak briefly and warmly: one or two sentences at a time, since the caller is on the phone.
@@ -22,6 +23,11 @@ You can answer questions about opening hours (Monday to Friday, 8am to 6pm), the
 (12 Harbour Street) and how to book. If the caller wants a person, offer to transfer them.
 When the caller is done, say goodbye and end the call."""
 DEMO_GREETING = "Thank you for calling Example Dental. How can I help you today?"
+# The number the README's `simulate_call --to` dials (Twilio's magic test number).
+DEMO_NUMBER = "+15005550006"
+# Where transfer_call sends callers in the demo: a fictional number (555-01xx), so the built-in transfer tool
+# is offered and `simulate_call` shows the <Dial>. Set a real one in the admin.
+DEMO_TRANSFER_NUMBER = "+15555550100"
 CREDENTIALS_FILE = Path(settings.BASE_DIR) / ".admin-credentials"
 
 
@@ -29,7 +35,8 @@ class Command(BaseCommand):
     help = "Create the local admin user and a default agent config (safe to run repeatedly)."
 
     def add_arguments(self, parser: Any) -> None:
-        parser.add_argument("--username", default=os.environ.get("DJANGO_SUPERUSER_USERNAME", "admin"))
+        parser.add_argument("--username", default=os.environ.get("DJANGO_SUPERUSER_USERNAME", "admin"),
+                            help="The admin user to ensure (default DJANGO_SUPERUSER_USERNAME or admin).")
         parser.add_argument("--reset-password", action="store_true", help="Give the admin a new password.")
 
     @transaction.atomic
@@ -39,12 +46,18 @@ class Command(BaseCommand):
         if config is None:
             config = AgentConfig.objects.create(
                 name="Front desk", instructions=DEMO_INSTRUCTIONS, greeting=DEMO_GREETING, is_default=True,
+                transfer_number=DEMO_TRANSFER_NUMBER,
             )
             config.tools.set(services.ensure_builtin_tools())
             services.record_revision(config, comment="Created by seed_demo")
             self.stdout.write(f"Created the default agent config {config.name!r}.")
         else:
             self.stdout.write(f"Default agent config: {config.name!r}.")
+        number, created = PhoneNumber.objects.get_or_create(
+            number=DEMO_NUMBER, defaults={"agent_config": config, "label": "Demo (simulate_call)"}
+        )
+        if created:
+            self.stdout.write(f"Routed {number.number} (the README's test number) to {config.name!r}.")
         self._ensure_admin(username, reset_password)
 
     def _ensure_admin(self, username: str, reset_password: bool) -> None:
@@ -73,3 +86,4 @@ class Command(BaseCommand):
         self.stdout.write(self.style.SUCCESS(
             f"Admin: http://127.0.0.1:{settings.PORT}/admin/  user: {username}  password: {password}"
         ))
+        self.stdout.write(self.style.SUCCESS(f"Dashboard: http://127.0.0.1:{settings.PORT}/dashboard/"))

@@ -149,7 +149,7 @@ def test_fargate_admin_host_is_on_the_alb(dev: Synth) -> None:
 
 def test_apprunner_tracing_is_really_on(prod: Synth) -> None:
     """Issue 7 item 16: the observability configuration was there, but the app only traces when
-    OTEL_EXPORTER_OTLP_ENDPOINT is set (voiceops.tracing) and the variant removed it; App Runner's collector
+    OTEL_EXPORTER_OTLP_ENDPOINT is set (calls.tracing) and the variant removed it; App Runner's collector
     listens on localhost:4317 (https://docs.aws.amazon.com/apprunner/latest/dg/monitor-xray.html)."""
     template = prod.template("web")
     service = only(template, "AWS::AppRunner::Service")["Properties"]

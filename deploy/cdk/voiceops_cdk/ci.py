@@ -4,6 +4,10 @@ Deployed first. The GitHub deploy workflow pushes images tagged with the commit 
 as `webhook/<sha>.zip`, rolls the services, then records the SHA in `/voiceops/<stage>/release/IMAGE_TAG`.
 The service stacks read that parameter at deploy time (never at synth), so a later `cdk deploy` keeps
 running what CI released instead of rolling it back.
+
+The release-tag parameter is deliberately NOT a resource of any stack: CloudFormation writes the template's
+value on every update of a resource it owns, which would put back a placeholder tag whose image does not
+exist. The first release creates it (docs/deploy.md), the workflow overwrites it; CloudFormation only reads it.
 """
 
 from __future__ import annotations
@@ -12,13 +16,15 @@ from aws_cdk import Aws, CfnOutput, Duration, RemovalPolicy, Stack
 from aws_cdk import aws_ecr as ecr
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_s3 as s3
-from aws_cdk import aws_ssm as ssm
 from constructs import Construct
 
 from voiceops_cdk.config import DeploySettings
 from voiceops_cdk.nag import ANY_RESOURCE, acknowledge, arn_finding
 
 DEPLOYABLES = ("bridge", "web")
+# The deploy job outlives the default 1-hour OIDC session: the bridge deployment waits for the longest call
+# (up to 60 min) to end on the old tasks. The workflow asks for exactly this (role-duration-seconds).
+DEPLOY_SESSION_S = 2 * 3600
 GITHUB_OIDC_HOST = "token.actions.githubusercontent.com"
 
 
@@ -65,14 +71,6 @@ class CiStack(Stack):
             "Holds only CI-built Lambda zips written by the deploy role; CloudTrail records every access.",
         )
 
-        self.release_tag = ssm.StringParameter(
-            self,
-            "ReleaseTag",
-            parameter_name=release_tag_parameter_name(settings),
-            string_value="bootstrap",
-            description="Git SHA of the images and webhook zip currently released (written by CI).",
-        )
-
         if settings.github_oidc_provider_arn:
             provider_arn = settings.github_oidc_provider_arn
         else:
@@ -91,7 +89,7 @@ class CiStack(Stack):
             "GithubDeployRole",
             role_name=f"{prefix}-github-deploy",
             description="Assumed by GitHub Actions (OIDC) to release voiceops; no long-lived keys.",
-            max_session_duration=Duration.hours(1),
+            max_session_duration=Duration.seconds(DEPLOY_SESSION_S),
             assumed_by=iam.FederatedPrincipal(
                 provider_arn,
                 conditions={
@@ -120,15 +118,27 @@ class CiStack(Stack):
 
         for repo in self.repositories.values():
             repo.grant_pull_push(role)
+            # deploy/push_image.sh skips the build when the tag exists (tags are immutable).
+            repo.grant(role, "ecr:DescribeImages")
         role.add_to_policy(
             iam.PolicyStatement(
-                sid="UploadWebhookZip",
-                actions=["s3:PutObject"],
+                sid="WebhookZips",
+                # PutObject to upload; GetObject because `lambda update-function-code --s3-bucket/--s3-key`
+                # reads the object with the caller's permissions.
+                actions=["s3:PutObject", "s3:GetObject"],
                 resources=[f"arn:{Aws.PARTITION}:s3:::{settings.artifacts_bucket_name}/webhook/*"],
             )
         )
-        self.release_tag.grant_write(role)
-        self.release_tag.grant_read(role)
+        role.add_to_policy(
+            iam.PolicyStatement(
+                sid="ReleaseTag",
+                actions=["ssm:PutParameter", "ssm:GetParameter"],
+                resources=[
+                    f"arn:{Aws.PARTITION}:ssm:{Aws.REGION}:{Aws.ACCOUNT_ID}:parameter"
+                    f"{release_tag_parameter_name(settings)}"
+                ],
+            )
+        )
 
         role.add_to_policy(
             iam.PolicyStatement(
@@ -182,8 +192,7 @@ class CiStack(Stack):
                     actions=[
                         "apprunner:UpdateService",
                         "apprunner:DescribeService",
-                        "apprunner:StartDeployment",
-                        "apprunner:ListServices",
+                        "apprunner:ListOperations",
                     ],
                     resources=[arn(service="apprunner", resource=f"service/{prefix}-web/*")],
                 )

@@ -237,7 +237,7 @@ class WebStack(Stack):
         )
         # OTEL_EXPORTER_OTLP_ENDPOINT stays: with the observability configuration below, App Runner runs an
         # ADOT collector that the app reaches on localhost:4317, and tracing only starts when it is set
-        # (voiceops.tracing). https://docs.aws.amazon.com/apprunner/latest/dg/monitor-xray.html
+        # (calls.tracing). https://docs.aws.amazon.com/apprunner/latest/dg/monitor-xray.html
         environment = app_environment(settings, self.deps, self.data, "web", [settings.web_host, ".awsapprunner.com"])
         environment["OTEL_METRICS_EXPORTER"] = "none"  # App Runner's collector takes traces only
         instance_role.add_to_policy(

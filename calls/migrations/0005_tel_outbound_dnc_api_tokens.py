@@ -10,7 +10,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('calls', '0003_shared_engine_direction_recording_cost'),
+        ('calls', '0004_session_engines_models_idle_timeout_backend'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 

@@ -25,6 +25,9 @@ from opentelemetry.sdk.resources import Resource, get_aggregated_resources
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
 from opentelemetry.trace import INVALID_SPAN, Span, SpanKind, Status, StatusCode
 
+from voiceops import redact
+from voiceops.redact import mask_phone
+
 if TYPE_CHECKING:
     from opentelemetry.context import Context
     from opentelemetry.sdk.trace.export import SpanExporter
@@ -53,10 +56,6 @@ _SECRET_NAME_PARTS = frozenset(
      "credential", "credentials", "cookie"}
 )
 _NAME_SPLIT = re.compile(r"[._\-]")
-# E.164 as Twilio sends From/To ("+14155550100"), anywhere in a string value or an error message.
-_E164 = re.compile(r"(?<![\w+])\+\d{7,15}(?!\w)")
-_BEARER = re.compile(r"(?i)\bbearer\s+\S+")
-_OPENAI_KEY = re.compile(r"\bsk-[A-Za-z0-9_\-]{8,}")
 
 _lock = threading.Lock()
 _provider: TracerProvider | None = None
@@ -320,6 +319,17 @@ def call_span(
             raise
 
 
+def remote_parent(traceparent: str) -> Span | None:
+    """The span a W3C `traceparent` names (e.g. the webhook's, passed as a stream parameter), to continue its
+    trace; None when there is none or it is malformed."""
+    from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+    if not traceparent:
+        return None
+    span = trace.get_current_span(TraceContextTextMapPropagator().extract({"traceparent": traceparent}))
+    return span if span.get_span_context().is_valid else None
+
+
 def _record_error(span: Span, exc: BaseException) -> None:
     import traceback
 
@@ -336,18 +346,9 @@ def _record_error(span: Span, exc: BaseException) -> None:
 
 
 # --- attribute hygiene ----------------------------------------------------------------------------------
-def mask_phone(value: object) -> str:
-    """`+14155550123` → `***23`: enough to tell two callers apart in a trace, not enough to call them."""
-    digits = re.sub(r"\D", "", str(value))
-    return f"***{digits[-2:]}" if len(digits) >= 4 else "***"
-
-
 def scrub_text(text: str, limit: int = MAX_ATTRIBUTE_LENGTH) -> str:
     """Masks E.164 numbers and bearer/OpenAI keys in free text, and caps its length."""
-    text = _E164.sub(lambda match: mask_phone(match.group()), text)
-    text = _BEARER.sub("Bearer ***", text)
-    text = _OPENAI_KEY.sub("sk-***", text)
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+    return redact.scrub_text(text, limit)
 
 
 def safe_attributes(attributes: Mapping[str, Any]) -> dict[str, AttributeValue]:

@@ -1,0 +1,484 @@
+"""One phone call's state machine: Twilio on one side, an OpenAI engine on the other. No I/O, no clock.
+
+`CallSession` takes parsed Twilio messages and engine events (`bridge.engine`), with the time passed in, and
+returns actions for the consumer to run (`bridge.consumer` owns the sockets, the database and the tasks):
+
+    SendTwilio(text)  SendUpstream(text)  Record(event, live)  Publish(live)  RunTool(call_id, name, args, spec)
+    OpenUpstream()  FlushEarlyAudio()  StartTimer(name, seconds)  HandOver()  EndCall(reason, …)
+
+The audio hot path returns ready-to-send text instead of action objects: `caller_audio(payload)` (the upstream
+text, or None while it is buffered or dropped) and `agent_audio(event)` (Twilio's media text and a mark, or None).
+
+Phases: STARTING (upstream not open yet: caller audio is kept, up to 2 s) → LIVE → ENDING (the end is being
+recorded and the sockets closed) → ENDED. A response "in progress" is separate state (`response_active`): tool
+results, keypress notes and a built-in end wait for it to finish before the next `response.create`.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+from collections import deque
+from dataclasses import dataclass
+from typing import Any
+
+from bridge import engine as ev
+from bridge import twilio_media as tw
+from bridge.call_config import CallConfig
+from bridge.engine import Engine
+from bridge.playback import PlaybackTracker
+from calls import live_feed
+from calls.models import Call
+from calls.services import status_after
+
+EARLY_AUDIO_FRAMES = 100  # 2 s of caller audio kept while the upstream session opens
+END_MARK = "end"
+MAX_CALL_TIMER = "max_call"
+HANDOVER_TIMER = "handover"
+
+
+class Phase(enum.Enum):
+    STARTING = "starting"
+    LIVE = "live"
+    ENDING = "ending"
+    ENDED = "ended"
+
+
+class Goodbye(enum.Enum):
+    """The polite end after the caller stayed silent twice."""
+
+    NONE = "none"
+    WAITING = "waiting"  # for the server's own answer to the silence, to cancel it
+    SAYING = "saying"
+
+
+# --- actions -----------------------------------------------------------------------------------------------
+
+
+@dataclass(slots=True, frozen=True)
+class SendTwilio:
+    text: str
+
+
+@dataclass(slots=True, frozen=True)
+class SendUpstream:
+    text: str
+
+
+@dataclass(slots=True, frozen=True)
+class Record:
+    """Store `event` (batched, off the audio path) and publish `live` to the dashboard."""
+
+    event: dict[str, Any]
+    live: dict[str, Any]
+
+
+@dataclass(slots=True, frozen=True)
+class Publish:
+    live: dict[str, Any]
+
+
+@dataclass(slots=True, frozen=True)
+class RunTool:
+    """Run an HTTP tool; hand its output to `CallSession.tool_done`."""
+
+    call_id: str
+    name: str
+    arguments: str
+    spec: dict[str, Any]
+
+
+@dataclass(slots=True, frozen=True)
+class OpenUpstream:
+    pass
+
+
+@dataclass(slots=True, frozen=True)
+class FlushEarlyAudio:
+    """Send what `pop_early_audio` gives, in order, until it returns None (the session is then live)."""
+
+
+@dataclass(slots=True, frozen=True)
+class StartTimer:
+    """Call `CallSession.on_timer(name, now)` after `seconds`."""
+
+    name: str
+    seconds: float
+
+
+@dataclass(slots=True, frozen=True)
+class HandOver:
+    """Open a fresh upstream session, send it `handover_opening()`, then move the call onto it."""
+
+
+@dataclass(slots=True, frozen=True)
+class EndCall:
+    """Send Twilio an end mark and wait for it (if `wait_for_playback`), close the upstream, record the end,
+    then call `finished()`; close Twilio's socket if `close_twilio`."""
+
+    reason: str
+    wait_for_playback: bool
+    close_twilio: bool
+
+
+Action = (
+    SendTwilio | SendUpstream | Record | Publish | RunTool | OpenUpstream | FlushEarlyAudio | StartTimer | HandOver
+    | EndCall
+)
+
+
+# --- the session -------------------------------------------------------------------------------------------
+
+
+class CallSession:
+    def __init__(self, call: Call, config: CallConfig, engine: Engine | None, now: float,
+                 handover_after_s: float | None = None) -> None:
+        """`engine` None: the config's engine is not available here (the call ends as not configured).
+        `handover_after_s`: how long one upstream session may serve the call before a handover (None: never)."""
+        self.call = call
+        self.config = config
+        self.engine: Engine = engine  # type: ignore[assignment] - used only once start() found one
+        self.phase = Phase.STARTING
+        self.stream_sid = call.stream_sid
+        self.t0 = now
+        self.end_reason = ""
+        self.twilio_open = True
+        self.playback = PlaybackTracker()
+        self.usage: dict[str, Any] = {}
+        self.transcript: list[tuple[str, str]] = []  # ("caller" | "agent", text), for a handover
+        self.handover_after_s = handover_after_s if engine is not None and engine.can_hand_over else None
+        self._early_audio: deque[str] = deque(maxlen=EARLY_AUDIO_FRAMES)
+        self._seq = 0
+        self._response_active = False
+        self._caller_speaking = False
+        self._reply_due = False
+        self._suppressed_item: str | None = None
+        # What waits for the current response to finish.
+        self._continue_after_response = False
+        self._end_after_response: str = ""
+        self._handover_due = False
+        self._handing_over = False
+        self._idle_reprompted = False
+        self._goodbye = Goodbye.NONE
+        self._audio_blocked = False  # no agent audio to Twilio: its socket is closed, or a reply is being replaced
+
+    # --- start -------------------------------------------------------------------------------------------
+    def start(self, now: float, api_key_set: bool) -> list[Action]:
+        actions: list[Action] = [Publish(live_feed.call_update(self.call, "started"))]
+        if not api_key_set or not self.config.is_configured or self.engine is None:
+            return actions + self.end(Call.EndReason.NOT_CONFIGURED, now)
+        actions += [OpenUpstream(), StartTimer(MAX_CALL_TIMER, self.config.max_call_seconds)]
+        if self.handover_after_s is not None and self.handover_after_s < self.config.max_call_seconds:
+            actions.append(StartTimer(HANDOVER_TIMER, self.handover_after_s))
+        return actions
+
+    def upstream_open(self) -> list[Action]:
+        """The upstream socket is open: configure the session; audio flows now or on `Ready`."""
+        actions: list[Action] = [SendUpstream(t) for t in self.engine.opening()]
+        if self.engine.ready_on_open:
+            actions += self._ready()
+        return actions
+
+    def _ready(self) -> list[Action]:
+        actions: list[Action] = []
+        if self.config.greeting:
+            actions += [SendUpstream(t) for t in self.engine.greeting(self.config.greeting)]
+        actions.append(FlushEarlyAudio())
+        return actions
+
+    def pop_early_audio(self) -> str | None:
+        """The next buffered frame's upstream text; None once the buffer is empty (the session is then live)."""
+        if self._early_audio:
+            return self.engine.caller_audio(self._early_audio.popleft())
+        if self.phase is Phase.STARTING:
+            self.phase = Phase.LIVE
+        return None
+
+    # --- the hot paths -----------------------------------------------------------------------------------
+    def caller_audio(self, payload_b64: str) -> str | None:
+        phase = self.phase
+        if phase is Phase.LIVE:
+            return self.engine.caller_audio(payload_b64)
+        if phase is Phase.STARTING:
+            self._early_audio.append(payload_b64)
+        return None
+
+    def agent_audio(self, audio: ev.AgentAudio) -> tuple[str, str] | None:
+        """Twilio's media text and the mark to send after it; None for audio the caller interrupted."""
+        item_id = audio.item_id
+        if item_id == self._suppressed_item or self._audio_blocked:
+            return None
+        mark = self.playback.on_audio_sent(item_id, tw.b64_audio_len(audio.delta))
+        return tw.media_message(self.stream_sid, audio.delta), tw.mark_message(self.stream_sid, mark)
+
+    # --- Twilio ------------------------------------------------------------------------------------------
+    def on_mark(self, name: str) -> bool:
+        """Twilio echoed a mark; True when it is the end mark (the goodbye has played)."""
+        if name == END_MARK:
+            return True
+        self.playback.on_mark(name)
+        return False
+
+    def on_dtmf(self, digit: str, now: float) -> list[Action]:
+        actions = self._record("dtmf", now, digit)
+        if self.phase is not Phase.LIVE:
+            return actions
+        actions += self._barge_in(now, cancel=True)
+        actions += [SendUpstream(t) for t in self.engine.user_note(f"(The caller pressed {digit} on the keypad.)")]
+        if self.engine.owns_turns:
+            return actions  # the model decides itself whether to answer
+        return actions + self._continue_when_idle()
+
+    def twilio_closed(self) -> None:
+        self.twilio_open = False
+        self._audio_blocked = True
+
+    # --- engine events -----------------------------------------------------------------------------------
+    def on_event(self, event: ev.EngineEvent | list[ev.EngineEvent], now: float) -> list[Action]:
+        """Everything but `AgentAudio` (see `agent_audio`)."""
+        kind = type(event)
+        if kind is list:
+            return [action for one in event for action in self.on_event(one, now)]  # type: ignore[union-attr]
+        if kind is ev.CallerSpeechStarted:
+            self._caller_speaking = True
+            self._idle_reprompted = False
+            if self._goodbye is Goodbye.WAITING:  # the caller is back before the goodbye: carry on
+                self._goodbye = Goodbye.NONE
+                self._audio_blocked = not self.twilio_open
+            return self._barge_in(now)
+        if kind is ev.CallerHeard:
+            if self.engine.caller_heard(self.playback.queued_bytes, event.text):  # type: ignore[union-attr]
+                return self._barge_in(now)
+            return []
+        if kind is ev.CallerSpeechStopped:
+            self._caller_speaking = False
+            self._reply_due = True  # the engine answers the turn: no handover until that answer is done
+            return []
+        if kind is ev.ResponseStarted:
+            self._response_active = True
+            self._reply_due = False
+            if self._goodbye is Goodbye.WAITING:  # the server's answer to the silence: replaced by the goodbye
+                return [SendUpstream(t) for t in self.engine.cancel_response()]
+            return []
+        if kind is ev.ResponseDone:
+            return self._on_response_done(event, now)  # type: ignore[arg-type]
+        if kind is ev.FunctionCall:
+            return self._on_function_call(event, now)  # type: ignore[arg-type]
+        if kind is ev.CallerTranscript:
+            return self._on_transcript("caller", event, now)  # type: ignore[arg-type]
+        if kind is ev.AgentTranscript:
+            return self._on_transcript("agent", event, now)  # type: ignore[arg-type]
+        if kind is ev.Usage:
+            if event.cumulative:  # type: ignore[union-attr]
+                self.usage.update(event.usage)  # type: ignore[union-attr]
+            else:
+                add_usage(self.usage, event.usage)  # type: ignore[union-attr]
+            return []
+        if kind is ev.IdleTimeout:
+            return self._on_idle(now)
+        if kind is ev.EngineError:
+            return self._on_error(event, now)  # type: ignore[arg-type]
+        if kind is ev.Ready and self.phase is Phase.STARTING:
+            return self._ready()
+        return []
+
+    def _on_response_done(self, done: ev.ResponseDone, now: float) -> list[Action]:
+        self._response_active = False
+        if done.usage:
+            add_usage(self.usage, done.usage)
+        actions: list[Action] = []
+        if done.failure is not None:
+            message = f"response failed: {done.failure.get('message', 'unknown')}"
+            actions += self._record("error", now, message, {"details": done.failure})
+        if self.phase is not Phase.LIVE:
+            return actions
+        if self._goodbye is Goodbye.WAITING:
+            self._goodbye = Goodbye.SAYING
+            self._audio_blocked = not self.twilio_open
+            self._response_active = True
+            self._end_after_response = Call.EndReason.AGENT_ENDED
+            return actions + [SendUpstream(t) for t in self.engine.say_goodbye()]
+        if self._end_after_response:
+            return actions + self.end(self._end_after_response, now, after_playback=True)
+        if self._continue_after_response:
+            self._continue_after_response = False
+            actions += [SendUpstream(t) for t in self.engine.continue_response()]
+            return actions
+        return actions + self._maybe_hand_over()
+
+    def _on_transcript(self, role: str, event: ev.CallerTranscript | ev.AgentTranscript,
+                       now: float) -> list[Action]:
+        if not event.text:
+            return []  # e.g. the silence an idle timeout commits
+        self.transcript.append((role, event.text))
+        return self._record(role, now, event.text, {"item_id": event.item_id})
+
+    def _on_error(self, error: ev.EngineError, now: float) -> list[Action]:
+        text = f"OpenAI error {error.code or error.type}: {error.message}"[:500]
+        actions = self._record("error", now, text, {"type": error.type, "code": error.code})
+        if error.fatal:
+            actions += self.end(Call.EndReason.UPSTREAM_ERROR, now)
+        return actions
+
+    def _on_idle(self, now: float) -> list[Action]:
+        """Server VAD's idle timeout. The server then commits the silence and answers by itself: the first time
+        that answer is the reprompt; the second time in a row it is cancelled (and not played) and the agent
+        says goodbye instead, after which the call ends."""
+        if self.phase is not Phase.LIVE or self._goodbye is not Goodbye.NONE:
+            return []
+        if not self._idle_reprompted:
+            self._idle_reprompted = True
+            return self._record("status", now, "caller silent: the agent asks whether they are still there")
+        self._goodbye = Goodbye.WAITING
+        self._audio_blocked = True
+        actions = self._record("status", now, "caller still silent: the agent says goodbye")
+        if self._response_active:
+            actions += [SendUpstream(t) for t in self.engine.cancel_response()]
+        return actions
+
+    # --- barge-in ----------------------------------------------------------------------------------------
+    def _barge_in(self, now: float, cancel: bool = False) -> list[Action]:
+        """The caller talks over the agent: stop playback at Twilio and tell the model what was heard. With the
+        engine's own turn detection the server cancels its response itself; `cancel` is for interruptions it
+        cannot see, such as a keypress."""
+        if not self.config.interrupt_response and not cancel:
+            return []
+        actions: list[Action] = []
+        if cancel and self._response_active and self.phase is Phase.LIVE:
+            actions += [SendUpstream(t) for t in self.engine.cancel_response()]
+        point = self.playback.on_barge_in()
+        if point is None:
+            return actions
+        self._suppressed_item = point.item_id
+        actions.append(SendTwilio(tw.clear_message(self.stream_sid)))
+        if self.phase is Phase.LIVE:
+            actions += [SendUpstream(t) for t in self.engine.truncate(point.item_id, point.truncate_point_ms)]
+        return actions + self._record("barge_in", now, "", {"item_id": point.item_id,
+                                                            "heard_ms": point.truncate_point_ms})
+
+    # --- tools -------------------------------------------------------------------------------------------
+    def _on_function_call(self, call: ev.FunctionCall, now: float) -> list[Action]:
+        actions = self._record("tool_call", now, call.name,
+                               {"call_id": call.call_id, "arguments": call.arguments[:2000]})
+        end_reason = self.config.builtin_end_reason(call.name)
+        if end_reason is not None:
+            actions += self._record("tool_result", now, call.name, {"call_id": call.call_id, "output": "call ending"})
+            if self._response_active:
+                self._end_after_response = end_reason  # let the model finish its goodbye first
+                return actions
+            return actions + self.end(end_reason, now, after_playback=True)
+        spec = self.config.http_tool(call.name)
+        if spec is None:
+            output = json.dumps({"ok": False, "error": f"unknown tool {call.name!r}"})
+            return actions + self.tool_done(call.call_id, call.name, output, now)
+        return [*actions, RunTool(call.call_id, call.name, call.arguments, spec)]
+
+    def tool_done(self, call_id: str, name: str, output: str, now: float) -> list[Action]:
+        actions = self._record("tool_result", now, name, {"call_id": call_id, "output": output[:2000]})
+        if self.phase is not Phase.LIVE:
+            return actions
+        actions += [SendUpstream(t) for t in self.engine.tool_result(call_id, output)]
+        return actions + self._continue_when_idle()
+
+    def _continue_when_idle(self) -> list[Action]:
+        """Ask for a response now, or once the current one is done (one during a live response is refused)."""
+        if self._response_active:
+            self._continue_after_response = True
+            return []
+        return [SendUpstream(t) for t in self.engine.continue_response()]
+
+    # --- timers and the handover -------------------------------------------------------------------------
+    def on_timer(self, name: str, now: float) -> list[Action]:
+        if name == MAX_CALL_TIMER:
+            return self.end(Call.EndReason.MAX_DURATION, now, after_playback=True)
+        if name == HANDOVER_TIMER:
+            self._handover_due = True
+            return self._maybe_hand_over()
+        return []
+
+    def _maybe_hand_over(self) -> list[Action]:
+        """Hand over between turns (no response playing, the caller not talking), so no one hears a seam."""
+        if (not self._handover_due or self._handing_over or self.phase is not Phase.LIVE or self._response_active
+                or self._caller_speaking or self._reply_due or self._continue_after_response
+                or self._end_after_response):
+            return []
+        self._handing_over = True
+        return [HandOver()]
+
+    def handover_opening(self) -> list[str]:
+        """The fresh upstream session's first events: the config and the conversation so far."""
+        return self.engine.handover_opening(self.transcript)
+
+    def handed_over(self, now: float) -> list[Action]:
+        """The call now runs on the fresh upstream session; the next handover is due after as long again."""
+        self._handing_over = False
+        self._handover_due = False
+        self.playback.reset()
+        actions = self._record("status", now, "moved to a fresh OpenAI session", {"handover": True})
+        assert self.handover_after_s is not None
+        return [*actions, StartTimer(HANDOVER_TIMER, self.handover_after_s)]
+
+    def handover_failed(self, now: float, detail: str) -> list[Action]:
+        """The fresh session could not be opened: the call goes on in the old one until its limit."""
+        self._handing_over = False
+        return self._record("error", now, f"handover failed: {detail}")
+
+    # --- the upstream going away -------------------------------------------------------------------------
+    def upstream_lost(self, now: float, detail: str) -> list[Action]:
+        """The upstream session failed to open, closed or broke: apologise and end (unless already ending)."""
+        if self.phase in (Phase.ENDING, Phase.ENDED):
+            return []
+        return self._record("error", now, detail) + self.end(Call.EndReason.UPSTREAM_ERROR, now)
+
+    def stream_error(self, reason: str, now: float) -> list[Action]:
+        """Twilio's stream broke the protocol: the consumer closes it with `reason`; the call ends."""
+        self.twilio_closed()
+        actions = self._record("error", now, f"stream closed: {reason}")
+        return actions + self.end(Call.EndReason.PROTOCOL_ERROR, now, close_twilio=False)
+
+    # --- the end -----------------------------------------------------------------------------------------
+    def end(self, reason: str, now: float, after_playback: bool = False, close_twilio: bool = True) -> list[Action]:
+        """End the call once: the consumer records why, closes the upstream session, then Twilio's socket so that
+        Twilio asks the webhook's Connect action what to say or do next (apology, transfer, hang-up)."""
+        if self.phase in (Phase.ENDING, Phase.ENDED):
+            return []
+        self.phase = Phase.ENDING
+        self.end_reason = reason
+        wait = after_playback and self.playback.is_playing and self.twilio_open
+        return [EndCall(reason, wait, close_twilio)]
+
+    def finished(self, now: float, stored: Call | None) -> list[Action]:
+        """The end is recorded (`stored`: the saved row, or None if the database could not be reached)."""
+        self.phase = Phase.ENDED
+        if stored is not None:
+            self.call = stored
+        else:
+            self.call.status = status_after(self.end_reason)
+            self.call.end_reason = self.end_reason
+        actions = self._record("status", now, f"call ended: {self.end_reason}",
+                               {"end_reason": self.end_reason, "usage": self.usage})
+        return [*actions, Publish(live_feed.call_update(self.call, "ended"))]
+
+    @property
+    def ending(self) -> bool:
+        return self.phase in (Phase.ENDING, Phase.ENDED)
+
+    # --- helpers -----------------------------------------------------------------------------------------
+    def t_ms(self, now: float) -> int:
+        return int((now - self.t0) * 1000)
+
+    def _record(self, kind: str, now: float, text: str = "", data: dict[str, Any] | None = None) -> list[Action]:
+        self._seq += 1
+        event = live_feed.event(self._seq, kind, self.t_ms(now), text, data)
+        return [Record(event, live_feed.call_update(self.call, "event", event))]
+
+
+def add_usage(total: dict[str, Any], usage: dict[str, Any]) -> None:
+    """Sum response.done usage objects, nested token details included."""
+    for key, value in usage.items():
+        if isinstance(value, bool):
+            continue
+        if isinstance(value, int | float):
+            total[key] = total.get(key, 0) + value
+        elif isinstance(value, dict):
+            add_usage(total.setdefault(key, {}), value)
