@@ -13,9 +13,9 @@ from django.conf import settings
 from django.http.request import split_domain_port, validate_host
 from redis.exceptions import RedisError
 
-log = logging.getLogger(__name__)
-
 from calls.live_feed import ALL_CALLS_GROUP, call_group
+
+log = logging.getLogger(__name__)
 
 VIEW_CALLS = "calls.view_call"
 FORBIDDEN = 4403
