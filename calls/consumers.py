@@ -28,6 +28,7 @@ class DashboardConsumer(AsyncJsonWebsocketConsumer):
     """`/dashboard/live` (every call) or `/dashboard/live?call=<id>` (one call). Staff only; receive-only."""
 
     group: str | None = None
+    refused = False  # closed at connect for want of Redis: nothing more to send
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         """Without Redis there is no live feed: close with 4503 and a reason, so that the page polls instead,
@@ -35,6 +36,8 @@ class DashboardConsumer(AsyncJsonWebsocketConsumer):
         try:
             await super().__call__(scope, receive, send)
         except (RedisError, OSError) as exc:
+            if self.refused:
+                return  # the channel receive failing too, after the refusal: already closed and logged
             log.warning("dashboard live feed closed: channel layer unavailable (%s)", type(exc).__name__)
             await send({"type": "websocket.close", "code": UNAVAILABLE, "reason": UNAVAILABLE_REASON})
 
@@ -60,6 +63,7 @@ class DashboardConsumer(AsyncJsonWebsocketConsumer):
             await self.channel_layer.group_add(group, self.channel_name)
         except (RedisError, OSError) as exc:
             log.warning("dashboard live feed refused: channel layer unavailable (%s)", type(exc).__name__)
+            self.refused = True
             await self.accept()  # a refused handshake could not say why
             await self.close(code=UNAVAILABLE, reason=UNAVAILABLE_REASON)
             return

@@ -37,6 +37,12 @@ REALTIME_COUNTER = Pacing(chunk_ms=100, speed=1.0, first_audio_delay_ms=50, patt
 
 
 @pytest.fixture(scope="module")
+def engine() -> str:
+    """The engine the shared `agent` fixture configures: these tests drive the OpenAI Realtime simulator."""
+    return "realtime"
+
+
+@pytest.fixture(scope="module")
 def sim() -> Iterator[RealtimeSimulator]:
     simulator = RealtimeSimulator(pacing=REALTIME_COUNTER)
     simulator.start_in_thread()
@@ -218,5 +224,5 @@ def bridge(sim: RealtimeSimulator, tls_files: TlsFiles, django_db_setup: Any, dj
     """One bridge process for a module's tests (the e2e fixture's twin, on this package's simulator)."""
     assert sim.url is not None
     with django_db_blocker.unblock(), bridge_process(tmp_path_factory.mktemp("bridge"),
-                                                     **bridge_env(sim.url, tls_files)) as server:
+                                                     **bridge_env(sim, tls_files)) as server:
         yield server

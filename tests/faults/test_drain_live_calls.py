@@ -38,7 +38,7 @@ async def test_sigterm_during_live_calls_drains_them_politely(
     loss_report: dict[str, Any],
 ) -> None:
     fresh_sim.script = Script(turns=[Reply("A long answer " * 20, audio_ms=LONG_ANSWER_MS)])
-    env = bridge_env(fresh_sim.url, tls_files, DRAIN_TIMEOUT_S=str(DRAIN_TIMEOUT_S))
+    env = bridge_env(fresh_sim, tls_files, DRAIN_TIMEOUT_S=str(DRAIN_TIMEOUT_S))
     with bridge_process(tmp_path, **env) as bridge:
         streams: list[tuple[dict[str, str], MediaStreamCall]] = list(
             await asyncio.gather(*(open_stream(bridge) for _ in range(DRAIN_CALLS))))

@@ -72,7 +72,7 @@ async def test_postgres_down_for_10s_mid_call_loses_nothing(
                                      Reply("The database is not needed for me to talk.", audio_ms=ANSWER_MS)],
                               transcripts=["Is the database down?"])
     utterance = audio.speech_like(700)
-    with bridge_process(tmp_path, DATABASE_URL=private_postgres.url, **bridge_env(fresh_sim.url, tls_files)) as bridge:
+    with bridge_process(tmp_path, DATABASE_URL=private_postgres.url, **bridge_env(fresh_sim, tls_files)) as bridge:
         params, call = await open_stream(bridge)
         await call.connect()
         assert await call.wait_for_agent_audio(timeout=10)

@@ -70,7 +70,7 @@ async def test_redis_down_calls_go_on_and_the_live_view_degrades_to_polling_then
     fresh_sim.script = Script(turns=[Reply("Hello.", audio_ms=1000), Reply("Still here.", audio_ms=1000)],
                               transcripts=["Are you there?", "And now?"])
     cookie = staff_cookie(admin_user)
-    env = bridge_env(fresh_sim.url, tls_files, REDIS_URL=private_redis.url)
+    env = bridge_env(fresh_sim, tls_files, REDIS_URL=private_redis.url)
     with bridge_process(tmp_path, **env) as bridge:
         feed = await open_feed(bridge, cookie)
         params, call = await open_stream(bridge)
@@ -167,7 +167,7 @@ async def test_an_idle_live_feed_stays_open(
     trip the Redis client's own socket timeout (redis-py 8 made it 5 s by default), which tore every idle feed
     down every 5 s."""
     fresh_sim.script = Script(turns=[Reply("Hello.", audio_ms=300)])
-    with bridge_process(tmp_path, **bridge_env(fresh_sim.url, tls_files, REDIS_URL=private_redis.url)) as bridge:
+    with bridge_process(tmp_path, **bridge_env(fresh_sim, tls_files, REDIS_URL=private_redis.url)) as bridge:
         feed = await open_feed(bridge, staff_cookie(admin_user))
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(feed.wait_closed(), 12)

@@ -14,6 +14,7 @@ import pytest
 
 from tests.faults.conftest import (  # noqa: F401 - shared fixtures
     agent,
+    engine,
     fresh_sim,
     loss_report,
     orm_in_async_tests,

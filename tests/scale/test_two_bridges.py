@@ -56,7 +56,7 @@ async def test_two_bridges_behind_haproxy_spread_calls_share_the_dashboard_and_d
         bridges = {
             name: stack.enter_context(bridge_process(
                 tmp_path, port=port, public_base=proxy.http, BRIDGE_INSTANCE_ID=f"bridge-{name}",
-                **bridge_env(fresh_sim.url, tls_files, REDIS_URL=private_redis.url, DRAIN_TIMEOUT_S="30")))
+                **bridge_env(fresh_sim, tls_files, REDIS_URL=private_redis.url, DRAIN_TIMEOUT_S="30")))
             for name, port in ports.items()
         }
         await asyncio.to_thread(proxy.wait_states, {"a": "UP", "b": "UP"})
