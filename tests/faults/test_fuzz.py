@@ -53,8 +53,11 @@ def media_frame(size: int) -> str:
 
 # Up to 1 MiB here (past the server's 64 KiB limit); a bigger one: test_a_message_over_1_mib_is_closed_with_a_reason.
 oversized_media = st.integers(min_value=50_000, max_value=MIB - 100).map(media_frame)
-twilio_frames = st.one_of(twilio_like, st.text(max_size=200), json_value.map(json.dumps), oversized_media,
-                          st.binary(max_size=300))
+twilio_frames = st.one_of(twilio_like, st.text(max_size=200), json_value.map(json.dumps), st.binary(max_size=300))
+# At the running bridge an oversized frame comes last: the server refuses it from its header (1009) and a client
+# still writing more megabytes after it races its own reset (1006 on the client's side, whatever the server sent).
+twilio_sequences = st.tuples(st.lists(twilio_frames, max_size=5),
+                             st.lists(oversized_media, max_size=1)).map(lambda parts: parts[0] + parts[1]).filter(bool)
 
 openai_like = st.fixed_dictionaries(
     {"type": st.sampled_from(["response.output_audio.delta", "response.done", "error", "response.created",
@@ -67,7 +70,7 @@ openai_frames = st.one_of(openai_like, st.text(max_size=200), json_value.map(jso
 
 
 # --- the codecs --------------------------------------------------------------------------------------------------
-@given(twilio_frames)
+@given(twilio_frames | oversized_media)
 @settings(max_examples=400, deadline=None)
 def test_the_twilio_codec_answers_a_message_or_a_short_reason(frame: str | bytes) -> None:
     try:
@@ -122,7 +125,7 @@ async def send_all(ws: Any, frames: list[str | bytes]) -> None:
 @pytest.mark.e2e
 @pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
-@given(frames=st.lists(twilio_frames, min_size=1, max_size=6), after_start=st.booleans())
+@given(frames=twilio_sequences, after_start=st.booleans())
 @bridge_settings
 def test_the_bridge_survives_any_twilio_frames(
     bridge: ServerProcess, fresh_sim: RealtimeSimulator, agent: AgentConfig, frames: list[str | bytes],
