@@ -10,7 +10,10 @@ import logging
 from collections.abc import Callable
 from typing import Protocol
 
+from bridge.event_sink import sink
+
 log = logging.getLogger(__name__)
+EVENT_FLUSH_S = 5.0  # after the calls, what they left in the event sink is written; bounded like the rest
 
 
 class LiveCall(Protocol):
@@ -49,9 +52,16 @@ class BridgeState:
                 log.exception("bridge state listener failed")
 
     async def drain(self, timeout_s: float) -> int:
-        """Stop taking calls, let live ones finish for up to `timeout_s`, then end the rest politely.
+        """Stop taking calls, let live ones finish for up to `timeout_s`, then end the rest politely; then write
+        the events they left queued (their last lines, their end) before the process exits.
         Returns how many calls had to be ended."""
         self.draining = True
+        ended = await self._finish_calls(timeout_s)
+        if not await sink.flush(EVENT_FLUSH_S):
+            log.error("drain: %d event(s) still unwritten at exit", sink.pending)
+        return ended
+
+    async def _finish_calls(self, timeout_s: float) -> int:
         try:
             await asyncio.wait_for(self._idle.wait(), timeout_s)
             return 0

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -9,18 +11,35 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
 from django.http.request import split_domain_port, validate_host
+from redis.exceptions import RedisError
 
 from calls.live_feed import ALL_CALLS_GROUP, call_group
+
+log = logging.getLogger(__name__)
 
 VIEW_CALLS = "calls.view_call"
 FORBIDDEN = 4403
 BAD_REQUEST = 4400
+UNAVAILABLE = 4503  # the channel layer (Redis) is down: the page polls, then reconnects
+UNAVAILABLE_REASON = "live feed unavailable"
 
 
 class DashboardConsumer(AsyncJsonWebsocketConsumer):
     """`/dashboard/live` (every call) or `/dashboard/live?call=<id>` (one call). Staff only; receive-only."""
 
     group: str | None = None
+    refused = False  # closed at connect for want of Redis: nothing more to send
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        """Without Redis there is no live feed: close with 4503 and a reason, so that the page polls instead,
+        rather than a 500 handshake or a 1011 with a traceback per open dashboard."""
+        try:
+            await super().__call__(scope, receive, send)
+        except (RedisError, OSError) as exc:
+            if self.refused:
+                return  # the channel receive failing too, after the refusal: already closed and logged
+            log.warning("dashboard live feed closed: channel layer unavailable (%s)", type(exc).__name__)
+            await send({"type": "websocket.close", "code": UNAVAILABLE, "reason": UNAVAILABLE_REASON})
 
     async def connect(self) -> None:
         user = self.scope.get("user")
@@ -39,8 +58,16 @@ class DashboardConsumer(AsyncJsonWebsocketConsumer):
         if call and not call.isdigit():
             await self.close(code=BAD_REQUEST)
             return
-        self.group = call_group(int(call)) if call else ALL_CALLS_GROUP
-        await self.channel_layer.group_add(self.group, self.channel_name)
+        group = call_group(int(call)) if call else ALL_CALLS_GROUP
+        try:
+            await self.channel_layer.group_add(group, self.channel_name)
+        except (RedisError, OSError) as exc:
+            log.warning("dashboard live feed refused: channel layer unavailable (%s)", type(exc).__name__)
+            self.refused = True
+            await self.accept()  # a refused handshake could not say why
+            await self.close(code=UNAVAILABLE, reason=UNAVAILABLE_REASON)
+            return
+        self.group = group
         await self.accept()
 
     def _same_origin(self) -> bool:
@@ -56,7 +83,8 @@ class DashboardConsumer(AsyncJsonWebsocketConsumer):
 
     async def disconnect(self, code: int) -> None:
         if self.group:
-            await self.channel_layer.group_discard(self.group, self.channel_name)
+            with contextlib.suppress(RedisError, OSError):  # Redis down: the membership expires by itself
+                await self.channel_layer.group_discard(self.group, self.channel_name)
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None, **kwargs: Any) -> None:
         """The feed is one-way: anything the browser sends (even non-JSON) is ignored."""

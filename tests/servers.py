@@ -69,15 +69,16 @@ class ServerProcess:
 
 
 @contextmanager
-def run_bridge(tmp_path: Path, **env: str) -> Iterator[ServerProcess]:
-    """`manage.py runbridge` on a free loopback port, stopped (SIGTERM, then kill) afterwards."""
-    port = free_port()
+def run_bridge(tmp_path: Path, port: int | None = None, **env: str) -> Iterator[ServerProcess]:
+    """`manage.py runbridge` on loopback (a free port unless given), stopped (SIGTERM, then kill) afterwards.
+    `env` overrides the defaults, e.g. the public URLs of a proxy in front of several bridges."""
+    port = port or free_port()
     log_path = tmp_path / f"bridge-{port}.log"
     base = f"http://127.0.0.1:{port}"
-    full_env = subprocess_env(
-        PORT=str(port), PUBLIC_WEBHOOK_BASE_URL=base, BRIDGE_PUBLIC_URL=f"ws://127.0.0.1:{port}/media-stream",
+    full_env = subprocess_env(**{
+        "PORT": str(port), "PUBLIC_WEBHOOK_BASE_URL": base, "BRIDGE_PUBLIC_URL": f"ws://127.0.0.1:{port}/media-stream",
         **env,
-    )
+    })
     with log_path.open("w") as log_file:
         proc = subprocess.Popen(
             [sys.executable, "manage.py", "runbridge", "--host", "127.0.0.1", "--port", str(port)],

@@ -131,7 +131,13 @@ if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [REDIS_URL], "prefix": f"voiceops:{STAGE}", "capacity": 500, "expiry": 30},
+            "CONFIG": {
+                # redis-py 8 defaults socket_timeout to 5 s, the length of channels_redis's blocking read (BZPOPMIN):
+                # every idle receive then failed and each dashboard feed was torn down every 5 s. Longer than
+                # that read, still bounded so a vanished Redis is noticed.
+                "hosts": [{"address": REDIS_URL, "socket_timeout": 15, "socket_connect_timeout": 5}],
+                "prefix": f"voiceops:{STAGE}", "capacity": 500, "expiry": 30,
+            },
         }
     }
 else:

@@ -128,6 +128,9 @@ class Faults:
     drop_after_first_response: bool = False  # abort right after the first response.done
     error_after_events: int | None = None  # send one `server_error` error event after N server events
     stall_after_events: int | None = None  # after N server events, send nothing more (keep reading)
+    stall_s: float | None = None  # with stall_after_events: resume after this long (events delayed, none lost)
+    inject_after_events: int | None = None  # after N server events, send the `inject` frames once, as they are
+    inject: list[str | bytes] = field(default_factory=list)  # raw frames: malformed or unexpected events (fuzzing)
     abrupt: bool = True  # drops abort the transport (1006); False closes with 1011
 
 
@@ -282,7 +285,10 @@ class SimSession:
         self._audio_produced = False
         self._active: _ActiveResponse | None = None
         self._stalled = False
+        self._stall_over: asyncio.Event | None = None  # set when a timed stall (Faults.stall_s) ends
+        self.stalled_at: float | None = None  # time.monotonic() when a timed stall began
         self._error_injected = False
+        self._frames_injected = False
         self._drop_scheduled = False
 
     # -- sending ------------------------------------------------------------------------------
@@ -293,9 +299,12 @@ class SimSession:
         if self._stalled:
             return
         if faults.stall_after_events is not None and self.sent_count >= faults.stall_after_events:
-            self._stalled = True
-            logger.info("realtime sim %s: stalling", self.id)
-            return
+            if faults.stall_s is not None:
+                await self._timed_stall(faults.stall_s)
+            else:
+                self._stalled = True
+                logger.info("realtime sim %s: stalling", self.id)
+                return
         event.setdefault("event_id", _new_id("event"))
         await self.ws.send(json.dumps(event))
         self.sent_count += 1
@@ -323,10 +332,29 @@ class SimSession:
                 )
             )
             self.sent_count += 1
+        if (
+            faults.inject_after_events is not None
+            and not self._frames_injected
+            and self.sent_count >= faults.inject_after_events
+        ):
+            self._frames_injected = True
+            for frame in faults.inject:
+                await self.ws.send(frame)
+                self.sent_count += 1
         if faults.drop_after_events is not None and self.sent_count >= faults.drop_after_events:
             await self.drop()
         if faults.drop_after_first_response and event["type"] == "response.done":
             await self.drop()
+
+    async def _timed_stall(self, seconds: float) -> None:
+        """The first send past the threshold holds every send (in order) for `seconds`, once per session."""
+        if self._stall_over is None:
+            self._stall_over = asyncio.Event()
+            self.stalled_at = time.monotonic()
+            logger.info("realtime sim %s: stalling for %.1fs", self.id, seconds)
+            await asyncio.sleep(seconds)
+            self._stall_over.set()
+        await self._stall_over.wait()
 
     async def drop(self) -> None:
         """Lose the connection the way a network failure or server crash would."""

@@ -138,7 +138,9 @@ def test_redis_url_selects_the_redis_channel_layer():
     values = load({"REDIS_URL": "redis://cache.internal:6379/2", "VOICEOPS_STAGE": "prod"})
     layer = values["LAYER"]
     assert layer["BACKEND"] == "channels_redis.core.RedisChannelLayer"
-    assert layer["CONFIG"]["hosts"] == ["redis://cache.internal:6379/2"]
+    (host,) = layer["CONFIG"]["hosts"]
+    assert host["address"] == "redis://cache.internal:6379/2"
+    assert host["socket_timeout"] > 5  # longer than channels_redis's 5 s blocking read (BZPOPMIN)
     assert layer["CONFIG"]["prefix"] == "voiceops:prod"
 
 
