@@ -17,7 +17,10 @@ MODELS = {
     "realtime": ["gpt-realtime-2.1", "gpt-realtime-2.1-mini", "gpt-realtime-2", "gpt-realtime-1.5", "gpt-realtime"],
     "live": ["gpt-live-1.1", "gpt-live-1"],
 }
-MAX_CALL_MINUTES = 240  # beyond one upstream session (60 min): the bridge hands the call over to a fresh one
+# A release replaces bridge tasks by ALB deregistration, which keeps a task's calls for at most 3600 s (the ALB's
+# maximum delay, deploy/cdk/tests/test_drain_model.py): a longer call would be cut by a release. Within that, a
+# call that outlasts one Realtime session (60 min, less set-up) is handed over to a fresh session.
+MAX_CALL_MINUTES = 58
 BUILTIN_TOOLS = ("end_call", "transfer_call")
 
 
@@ -95,9 +98,9 @@ class AgentConfig(models.Model):
         help_text="Per response; empty = no limit.",
     )
     max_call_minutes = models.PositiveIntegerField(
-        default=120, validators=[MinValueValidator(1), MaxValueValidator(MAX_CALL_MINUTES)],
-        help_text="The call ends politely at this point. A Realtime session lasts at most 60 minutes; longer "
-        "calls move to a fresh session with the conversation so far, which the caller does not hear.",
+        default=55, validators=[MinValueValidator(1), MaxValueValidator(MAX_CALL_MINUTES)],
+        help_text="The call ends politely at this point (at most 58: a release keeps a bridge task's calls for up "
+        "to 60 minutes). A Realtime session that reaches its limit first hands over to a fresh one unheard.",
     )
     tools = models.ManyToManyField("Tool", blank=True, related_name="agent_configs")
     transfer_number = models.CharField(

@@ -131,7 +131,7 @@ def test_snapshot_with_server_vad_and_defaults(config):
     assert snapshot["noise_reduction"] is None
     assert snapshot["transcription_model"] == "gpt-4o-mini-transcribe"
     assert snapshot["max_output_tokens"] == "inf"
-    assert snapshot["max_call_seconds"] == 120 * 60  # beyond one 60-minute session: the bridge hands over
+    assert snapshot["max_call_seconds"] == 55 * 60
     assert snapshot["transfer_number"] is None
     assert snapshot["tools"] == []
     assert snapshot["engine"] == "realtime"

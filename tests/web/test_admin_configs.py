@@ -156,10 +156,10 @@ def test_idle_timeout_reaches_the_session_and_the_preview_and_needs_server_vad(a
     assert turn == {"type": "semantic_vad", "eagerness": "high", "interrupt_response": True, "create_response": True}
 
 
-def test_calls_may_last_beyond_one_upstream_session_up_to_a_cap(admin_client, front_desk):
-    response = admin_client.post(change_url(front_desk), config_post_data(front_desk, max_call_minutes="180"))
+def test_calls_last_at_most_what_a_release_keeps(admin_client, front_desk):
+    response = admin_client.post(change_url(front_desk), config_post_data(front_desk, max_call_minutes="58"))
     assert response.status_code == 302
-    response = admin_client.post(change_url(front_desk), config_post_data(front_desk, max_call_minutes="241"))
+    response = admin_client.post(change_url(front_desk), config_post_data(front_desk, max_call_minutes="59"))
     assert response.status_code == 200 and "max_call_minutes" in response.context["adminform"].form.errors
 
 
@@ -228,7 +228,7 @@ def test_default_config_must_be_active(admin_client, front_desk):
         ("transfer_number", "415-555-0123", "is not an E.164 number"),
         ("model", "gpt-4o", "is not an OpenAI voice model"),
         ("speed", "3", "Ensure this value is less than or equal to 1.5."),
-        ("max_call_minutes", "300", "Ensure this value is less than or equal to 240."),
+        ("max_call_minutes", "300", "Ensure this value is less than or equal to 58."),
     ],
 )
 def test_bad_input_is_refused_and_nothing_is_saved(admin_client, front_desk, field, value, message):
