@@ -1,5 +1,6 @@
 """Static files (S3 behind CloudFront with Origin Access Control), the private call-recordings bucket and the
-access-log bucket (the S3 buckets whose server access logs go to it stay in this stack with it)."""
+access-log bucket. Buckets that log to it live here: CDK writes the source bucket's ARN into the log bucket's
+policy, which from another stack would make a reference cycle."""
 
 from __future__ import annotations
 
@@ -91,7 +92,7 @@ def recordings_bucket(
     """One WAV per recorded call (docs/recordings.md), read by staff through short-lived signed URLs only.
 
     Unversioned, so purge_calls and the admin really delete a recording (no noncurrent copy stays behind).
-    Only the bridge and web roles get object rights, by this bucket's name (runtime.grant_recordings).
+    Only the bridge, web and release roles get object rights, by this bucket's name (runtime.grant_recordings).
     """
     retention_days = settings.recordings_retention_days
     bucket = s3.Bucket(
