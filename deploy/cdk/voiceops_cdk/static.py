@@ -1,6 +1,6 @@
 """Static files (S3 behind CloudFront with Origin Access Control), the private call-recordings bucket and the
-access-log bucket. Buckets that log to it live here: CDK writes the source bucket's ARN into the log bucket's
-policy, which from another stack would make a reference cycle."""
+access-log bucket. Buckets that log to it live here: only within one stack does CDK limit the log bucket's
+grant to S3 logging by the source bucket's ARN (aws:SourceArn); from another stack it would be left open."""
 
 from __future__ import annotations
 
