@@ -28,7 +28,13 @@ def _max_call_minutes() -> int:
     models = (Path(__file__).resolve().parents[3] / "calls" / "models.py").read_text()
     field = re.search(r"max_call_minutes = models\.PositiveIntegerField\((.*?)\n    \)", models, re.S)
     assert field, "AgentConfig.max_call_minutes not found in calls/models.py"
-    return int(re.search(r"MaxValueValidator\((\d+)\)", field.group(1)).group(1))
+    bound = re.search(r"MaxValueValidator\((\w+)\)", field.group(1))
+    assert bound, "AgentConfig.max_call_minutes has no MaxValueValidator"
+    if bound.group(1).isdigit():
+        return int(bound.group(1))
+    constant = re.search(rf"^{bound.group(1)} = (\d+)", models, re.M)  # a module-level constant
+    assert constant, f"{bound.group(1)} not found in calls/models.py"
+    return int(constant.group(1))
 
 
 MAX_CALL_MINUTES = _max_call_minutes()

@@ -45,7 +45,9 @@ class VoiceOps:
         self.network = NetworkStack(app, **common("network", "VPC, security groups, VPC endpoints"))
         vpc, sgs = self.network.vpc, self.network.security_groups
         self.data = DataStack(app, vpc=vpc, security_groups=sgs, **common("data", "PostgreSQL, RDS Proxy, Redis"))
-        self.static = StaticStack(app, **common("static", "static files (S3 + CloudFront), access logs"))
+        self.static = StaticStack(
+            app, **common("static", "static files (S3 + CloudFront), call recordings (private S3), access logs")
+        )
         # Only the foundation stacks (ci, network, static) pass constructs to the others (CloudFormation
         # exports); the data, bridge, web and webhook stacks hand values on through SSM (voiceops_cdk.links),
         # so replacing a database, Redis, the proxy or switching the web platform never meets an export in use.

@@ -28,9 +28,10 @@ from constructs import Construct
 
 from voiceops_cdk import links
 from voiceops_cdk.config import ACTIVE_CALLS_METRIC, APP_PORT, METRIC_NAMESPACE, DeploySettings
-from voiceops_cdk.nag import ANY_RESOURCE, acknowledge
+from voiceops_cdk.nag import ANY_RESOURCE, acknowledge, bucket_objects_finding
 from voiceops_cdk.network import SecurityGroups
 from voiceops_cdk.runtime import (
+    RECORDING_WRITER_ACTIONS,
     AppDependencies,
     add_app_container,
     add_otel_sidecar,
@@ -38,6 +39,7 @@ from voiceops_cdk.runtime import (
     app_environment,
     app_secrets,
     data_links,
+    grant_recordings,
     log_group,
     release_tag,
 )
@@ -175,6 +177,7 @@ class BridgeStack(Stack):
         )
         add_otel_sidecar(task, self.log_group)
         allow_metrics(task)
+        grant_recordings(task.task_role, settings, RECORDING_WRITER_ACTIONS)
 
         self.service = ecs.FargateService(
             self,
@@ -281,6 +284,8 @@ class BridgeStack(Stack):
             "IAM5",
             "X-Ray and PutMetricData have no resource-level permissions (PutMetricData is "
             "limited by namespace); the execution role's ECR/Logs grants are CDK defaults scoped to the "
-            "repository and log group.",
+            "repository and log group; the S3 object grants are limited to the recordings bucket's objects "
+            "(one key per call, not known in advance).",
             ANY_RESOURCE,
+            bucket_objects_finding(settings.recordings_bucket_name),
         )

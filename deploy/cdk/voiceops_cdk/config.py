@@ -67,6 +67,8 @@ class DeploySettings:
     github_oidc_provider_arn: str = ""
     adot_lambda_layer_arn: str = ""
     alarm_email: str = ""
+    # Days a call recording is kept in S3 before a lifecycle rule deletes it; 0 = until purge_calls deletes it.
+    recordings_retention_days: int = 0
 
     # Public host names, all under the stage's domain.
     @property
@@ -112,6 +114,11 @@ class DeploySettings:
     @property
     def artifacts_bucket_name(self) -> str:
         return f"{self.name_prefix}-artifacts-{Aws.ACCOUNT_ID}-{self.region}"
+
+    @property
+    def recordings_bucket_name(self) -> str:
+        """Private call recordings (never behind CloudFront); named like the static bucket, for the same reason."""
+        return f"{self.name_prefix}-recordings-{Aws.ACCOUNT_ID}-{self.region}"
 
     @property
     def is_prod(self) -> bool:
@@ -213,11 +220,14 @@ def settings_from_context(node: Node) -> DeploySettings:
         github_oidc_provider_arn=_ctx(node, "github_oidc_provider_arn"),
         adot_lambda_layer_arn=_ctx(node, "adot_lambda_layer_arn"),
         alarm_email=_ctx(node, "alarm_email"),
+        recordings_retention_days=_ctx_int(node, "recordings_retention_days", 0),
     )
     if not 1 <= settings.drain_timeout_s <= FARGATE_MAX_STOP_TIMEOUT_S - 10:
         raise ValueError("context drain_timeout_s must fit Fargate's 120 s stopTimeout (at most 110)")
     if settings.bridge_min_tasks < 1 or settings.bridge_max_tasks < settings.bridge_min_tasks:
         raise ValueError("bridge_min_tasks must be >= 1 and <= bridge_max_tasks")
+    if settings.recordings_retention_days < 0:
+        raise ValueError("recordings_retention_days must be 0 (keep until purged) or a number of days")
     if settings.webhook_reserved_concurrency < 0:
         raise ValueError("webhook_reserved_concurrency must be 0 (none) or a positive number of executions")
     if not 1 <= settings.webhook_rate_limit <= settings.webhook_burst_limit:

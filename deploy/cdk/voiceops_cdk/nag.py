@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from aws_cdk import Acknowledgment, Validations
+from aws_cdk import Acknowledgment, Aws, Validations
 from constructs import IConstruct
 
 
@@ -21,6 +21,11 @@ def acknowledge(scope: IConstruct, rule: str, reason: str, *findings: str) -> No
 def arn_finding(service: str, resource: str) -> str:
     """An IAM5 finding for an ARN built from the stack's partition, region and account."""
     return f"Resource::arn:<AWS::Partition>:{service}:<AWS::Region>:<AWS::AccountId>:{resource}"
+
+
+def bucket_objects_finding(bucket_name: str) -> str:
+    """An IAM5 finding for the objects of a bucket named `<prefix>-<AWS::AccountId>-<region>`."""
+    return f"Resource::arn:<AWS::Partition>:s3:::{bucket_name.replace(Aws.ACCOUNT_ID, '<AWS::AccountId>')}/*"
 
 
 ANY_RESOURCE = "Resource::*"

@@ -139,6 +139,7 @@ def app_environment(
         "METRICS_NAMESPACE": METRIC_NAMESPACE,
         "AWS_STORAGE_BUCKET_NAME": deps.static_bucket_name,
         "AWS_S3_CUSTOM_DOMAIN": deps.static_domain,
+        "RECORDINGS_BUCKET_NAME": settings.recordings_bucket_name,
         "OTEL_SERVICE_NAME": f"voiceops-{component}",
         "OTEL_RESOURCE_ATTRIBUTES": f"deployment.environment={settings.stage}",
         "OTEL_EXPORTER_OTLP_ENDPOINT": OTLP_GRPC_ENDPOINT,
@@ -239,4 +240,21 @@ def grant_static_files(role: iam.IGrantable, settings: DeploySettings) -> None:
             actions=["s3:GetObject", "s3:PutObject", "s3:DeleteObject"],
             resources=[f"{bucket_arn}/*"],
         )
+    )
+
+
+# What each role may do with recordings' objects (docs/recordings.md). ListBucket comes with both: without it a
+# HeadObject on a missing key answers 403, not the 404 django-storages needs to tell a free name.
+RECORDING_WRITER_ACTIONS = ("s3:PutObject", "s3:GetObject", "s3:DeleteObject")  # the bridge stores them
+RECORDING_READER_ACTIONS = ("s3:GetObject", "s3:DeleteObject")  # web signs URLs, purge_calls deletes
+
+
+def grant_recordings(role: iam.IGrantable, settings: DeploySettings, object_actions: tuple[str, ...]) -> None:
+    """Object rights on the recordings bucket only; a signed URL carries exactly the signer's rights."""
+    bucket_arn = f"arn:{Aws.PARTITION}:s3:::{settings.recordings_bucket_name}"
+    role.grant_principal.add_to_principal_policy(
+        iam.PolicyStatement(sid="RecordingsList", actions=["s3:ListBucket"], resources=[bucket_arn])
+    )
+    role.grant_principal.add_to_principal_policy(
+        iam.PolicyStatement(sid="RecordingsObjects", actions=list(object_actions), resources=[f"{bucket_arn}/*"])
     )

@@ -1,4 +1,6 @@
-"""Static files (S3 behind CloudFront with Origin Access Control) and the access-log bucket."""
+"""Static files (S3 behind CloudFront with Origin Access Control), the private call-recordings bucket and the
+access-log bucket. Buckets that log to it live here: only within one stack does CDK limit the log bucket's
+grant to S3 logging by the source bucket's ARN (aws:SourceArn); from another stack it would be left open."""
 
 from __future__ import annotations
 
@@ -52,6 +54,7 @@ class StaticStack(Stack):
             removal_policy=removal,
             auto_delete_objects=not settings.is_prod,
         )
+        self.recordings = recordings_bucket(self, settings, self.log_bucket, removal)
         self.distribution = cloudfront.Distribution(
             self,
             "Cdn",
@@ -81,3 +84,48 @@ class StaticStack(Stack):
             "CFR4",
             "Served on the default *.cloudfront.net name, whose certificate fixes the TLS policy.",
         )
+
+
+def recordings_bucket(
+    scope: Construct, settings: DeploySettings, log_bucket: s3.IBucket, removal: RemovalPolicy
+) -> s3.Bucket:
+    """One WAV per recorded call (docs/recordings.md), read by staff through short-lived signed URLs only.
+
+    Unversioned, so purge_calls and the admin really delete a recording (no noncurrent copy stays behind).
+    Only the bridge, web and release roles get object rights, by this bucket's name (runtime.grant_recordings).
+    """
+    retention_days = settings.recordings_retention_days
+    bucket = s3.Bucket(
+        scope,
+        "Recordings",
+        bucket_name=settings.recordings_bucket_name,
+        encryption=s3.BucketEncryption.S3_MANAGED,
+        block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
+        enforce_ssl=True,
+        object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
+        versioned=False,
+        server_access_logs_bucket=log_bucket,
+        server_access_logs_prefix="s3-recordings/",
+        lifecycle_rules=[
+            s3.LifecycleRule(id="AbortIncompleteUploads", abort_incomplete_multipart_upload_after=Duration.days(1)),
+            *(
+                [s3.LifecycleRule(id="ExpireRecordings", expiration=Duration.days(retention_days))]
+                if retention_days
+                else []
+            ),
+        ],
+        removal_policy=removal,
+        auto_delete_objects=not settings.is_prod,
+    )
+    bucket.node.default_child.add_metadata(  # type: ignore[union-attr]
+        "checkov",
+        {
+            "skip": [
+                {
+                    "id": "CKV_AWS_21",
+                    "comment": "Unversioned on purpose: a purged or deleted recording must really be gone.",
+                }
+            ]
+        },
+    )
+    return bucket

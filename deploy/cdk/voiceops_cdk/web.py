@@ -20,9 +20,10 @@ from constructs import Construct
 from voiceops_cdk import links
 from voiceops_cdk.bridge import hosted_zone
 from voiceops_cdk.config import APP_PORT, SECRET_NAMES, DeploySettings
-from voiceops_cdk.nag import ANY_RESOURCE, acknowledge
+from voiceops_cdk.nag import ANY_RESOURCE, acknowledge, bucket_objects_finding
 from voiceops_cdk.network import SecurityGroups
 from voiceops_cdk.runtime import (
+    RECORDING_READER_ACTIONS,
     XRAY_WRITE_ACTIONS,
     AppDependencies,
     add_app_container,
@@ -31,6 +32,7 @@ from voiceops_cdk.runtime import (
     app_environment,
     app_secrets,
     data_links,
+    grant_recordings,
     grant_static_files,
     log_group,
     release_tag,
@@ -74,11 +76,12 @@ class WebStack(Stack):
         acknowledge(
             self,
             "IAM5",
-            "S3 object grants are limited to the static bucket's objects; X-Ray and "
+            "S3 object grants are limited to the static and recordings buckets' objects; X-Ray and "
             "PutMetricData (namespace-limited) have no resource-level permissions; the execution "
             "role's ECR/Logs grants are CDK defaults scoped to the repository and log group.",
             ANY_RESOURCE,
-            f"Resource::arn:<AWS::Partition>:s3:::{settings.name_prefix}-static-<AWS::AccountId>-{settings.region}/*",
+            bucket_objects_finding(settings.static_bucket_name),
+            bucket_objects_finding(settings.recordings_bucket_name),
         )
         acknowledge(
             self,
@@ -126,6 +129,7 @@ class WebStack(Stack):
             health_path=None,
         )
         grant_static_files(task.task_role, self.settings)
+        grant_recordings(task.task_role, self.settings, RECORDING_READER_ACTIONS)  # purge_calls runs here
         self.release_task = task
         CfnOutput(self, "ReleaseTaskFamily", value=task.family)
 
@@ -156,6 +160,7 @@ class WebStack(Stack):
         add_otel_sidecar(task, self.log_group)
         allow_metrics(task)
         grant_static_files(task.task_role, self.settings)
+        grant_recordings(task.task_role, settings, RECORDING_READER_ACTIONS)
 
         self.service = ecs.FargateService(
             self,
@@ -221,6 +226,7 @@ class WebStack(Stack):
             assumed_by=iam.ServicePrincipal("tasks.apprunner.amazonaws.com"),
         )
         grant_static_files(instance_role, settings)
+        grant_recordings(instance_role, settings, RECORDING_READER_ACTIONS)
         self.data.db_secret.grant_read(instance_role)
         instance_role.add_to_policy(
             iam.PolicyStatement(
