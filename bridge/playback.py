@@ -39,7 +39,8 @@ from bridge.twilio_media import MULAW_BYTES_PER_MS
 __all__ = ["MARK_EVERY_MS", "MARK_PREFIX", "PlaybackTracker", "TruncatePoint"]
 
 MARK_PREFIX = "p"
-# The truncate precision bought with marks (docs/perf.md: measured 100 and 200 ms; see there for the choice).
+# The truncate precision, traded against messages: 10 marks/s each way instead of 50 with 20 ms deltas (docs/perf.md
+# has the measurement). Keep it well under live_events.CLEAR_QUEUED_MS: Live's last, unmarked chunk reads as queued.
 MARK_EVERY_MS = 100
 
 
