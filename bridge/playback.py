@@ -11,7 +11,7 @@ Bytes confirmed by echoed marks ÷ 8 (μ-law at 8 kHz) is what the caller heard;
 A mark per chunk would cost a message each way per 20 ms frame, as many as the audio itself. So a mark goes out
 only once about `MARK_EVERY_MS` of audio is unmarked: it is sent *before* the chunk that would take the unmarked
 audio past `MARK_EVERY_MS`, so two marks are never more than `MARK_EVERY_MS` apart (or one chunk, for a chunk
-longer than that), and the truncate point lags what the caller heard by less than that. A new item's first chunk
+longer than that), and the truncate point lags what the caller heard by at most that. A new item's first chunk
 and the end of a response (`flush`) mark whatever is unmarked, so "playback finished" is still known.
 
 Usage, one `PlaybackTracker` per call:
