@@ -265,7 +265,8 @@ class MediaStreamConsumer(AsyncWebsocketConsumer):
                 if type(event) is AgentAudio:  # the hot path downstream
                     frames = session.agent_audio(event, time.monotonic())
                     if frames is not None:
-                        await self.send(text_data=frames[0])
+                        if frames[0] is not None:  # a mark, every MARK_EVERY_MS of audio
+                            await self.send(text_data=frames[0])
                         await self.send(text_data=frames[1])
                 elif event is not None:
                     await self._run(session.on_event(event, time.monotonic()))

@@ -73,8 +73,9 @@ form of the SDK's `TranscriptGrouper` rules (openai.lib.live):
 Barge-in and Twilio's playback buffer. Live has no speech-started, interrupted or truncate event (guide §9):
 the model listens while it speaks and stops by itself. What the caller hears late is what already sits in
 Twilio's buffer, so that buffer must stay shallow. Decision:
-1. Forward every audio delta at once with a `mark` after it, exactly as for Realtime (`bridge.playback`
-   with `item_id` = `OUTPUT_STREAM_ID`), so the bridge always knows how much audio Twilio still holds. No
+1. Forward every audio delta at once with a `mark` every `MARK_EVERY_MS` of it, exactly as for Realtime
+   (`bridge.playback` with `item_id` = `OUTPUT_STREAM_ID`), so the bridge always knows how much audio Twilio
+   still holds (within `MARK_EVERY_MS`: Live has no end-of-response event to mark the last chunk). No
    bridge-side pacing: it would add a timer and latency per frame and cannot beat the model's own stop.
 2. When a caller `TranscriptDelta` arrives (the only sign of caller speech Live gives) and
    `should_clear_playback(queued_bytes, text)` is true, send Twilio `clear` (and reset the tracker);

@@ -7,7 +7,8 @@ returns actions for the consumer to run (`bridge.consumer` owns the sockets, the
     OpenUpstream()  FlushEarlyAudio()  StartTimer(name, seconds)  HandOver()  EndCall(reason, …)
 
 The audio hot path returns ready-to-send text instead of action objects: `caller_audio(payload)` (the upstream
-text, or None while it is buffered or dropped) and `agent_audio(event)` (Twilio's media text and a mark, or None).
+text, or None while it is buffered or dropped) and `agent_audio(event)` (a mark to send first or None, and Twilio's
+media text; or None). Marks go every `bridge.playback.MARK_EVERY_MS` of agent audio and at the end of a response.
 
 Phases: STARTING (upstream not open yet: caller audio is kept, up to 2 s) → LIVE → ENDING (the end is being
 recorded and the sockets closed) → ENDED. A response "in progress" is separate state (`response_active`): tool
@@ -214,15 +215,17 @@ class CallSession:
             self._early_audio.append(payload_b64)
         return None
 
-    def agent_audio(self, audio: ev.AgentAudio, now: float) -> tuple[str, str] | None:
-        """Twilio's media text and the mark to send after it; None for audio the caller interrupted."""
+    def agent_audio(self, audio: ev.AgentAudio, now: float) -> tuple[str | None, str] | None:
+        """The mark to send before the audio (None most of the time) and Twilio's media text; None for audio
+        the caller interrupted."""
         item_id = audio.item_id
         if item_id == self._suppressed_item or self._audio_blocked:
             return None
         if self.recorder is not None:
             self.recorder.agent(audio.delta, item_id, int((now - self.t0) * 1000))
         mark = self.playback.on_audio_sent(item_id, tw.b64_audio_len(audio.delta))
-        return tw.media_message(self.stream_sid, audio.delta), tw.mark_message(self.stream_sid, mark)
+        return (None if mark is None else tw.mark_message(self.stream_sid, mark),
+                tw.media_message(self.stream_sid, audio.delta))
 
     # --- Twilio ------------------------------------------------------------------------------------------
     def on_mark(self, name: str) -> bool:
@@ -289,7 +292,7 @@ class CallSession:
                 return [SendUpstream(t) for t in self.engine.cancel_response()]
             return []
         if kind is ev.ResponseDone:
-            return self._on_response_done(event, now)  # type: ignore[arg-type]
+            return self._mark_response_end() + self._on_response_done(event, now)  # type: ignore[arg-type]
         if kind is ev.FunctionCall:
             return self._on_function_call(event, now)  # type: ignore[arg-type]
         if kind is ev.CallerTranscript:
@@ -309,6 +312,11 @@ class CallSession:
         if kind is ev.Ready and self.phase is Phase.STARTING:
             return self._ready()
         return []
+
+    def _mark_response_end(self) -> list[Action]:
+        """A mark after the response's last audio: its echo says the response finished playing."""
+        mark = None if self._audio_blocked else self.playback.flush()
+        return [] if mark is None else [SendTwilio(tw.mark_message(self.stream_sid, mark))]
 
     def _on_response_done(self, done: ev.ResponseDone, now: float) -> list[Action]:
         self._response_active = False

@@ -1,8 +1,15 @@
 """Twilio Media Streams codec: parse what Twilio sends, build what we send back. Pure: no I/O.
 
-Inbound (Twilio → us), one JSON text frame each, parsed with a single `json.loads`:
+Inbound (Twilio → us), one JSON text frame each:
 
     parse(text) -> Connected | Start | Media | Mark | Dtmf | Stop
+
+A `media` frame in Twilio's own shape (its keys in its order, string values of digits, a lowercase track and a
+base64 payload, JSON whitespace anywhere) is read by one anchored regular expression, `_MEDIA`, that also checks
+the payload's alphabet: no `json.loads`, no dict, no second pass over the payload (`bridge.benchmarks.codec_bench`
+compares the two). No value it matches can hold a quote or a backslash, so the frame is exactly that object and
+the result is what the full parse gives. Anything else (other key orders, escapes, extra keys) takes the full
+parse, `parse_json`: one `json.loads`.
 
 Anything malformed (not JSON, not an object, unknown event, missing or ill-typed fields, a `start` whose
 media format is not μ-law 8000 Hz mono, a payload that is not base64-shaped) raises `ProtocolError`, whose
@@ -49,6 +56,7 @@ __all__ = [
     "mark_message",
     "media_message",
     "parse",
+    "parse_json",
 ]
 
 MULAW_BYTES_PER_MS = 8  # G.711 μ-law: 8000 samples/s, one byte each
@@ -59,6 +67,18 @@ EXPECTED_CHANNELS = 1
 # Standard base64 (RFC 4648 §4) with optional padding; the length check is done separately.
 _BASE64 = re.compile(r"[A-Za-z0-9+/]*={0,2}")
 _loads = json.loads
+
+# Twilio's media frame: {"event":"media","sequenceNumber":"3",["streamSid":"MZ…",]"media":{"track":"inbound",
+# "chunk":"1","timestamp":"5","payload":"…"}[,"streamSid":"MZ…"]}. JSON whitespace only ([ \t\n\r], not \s) and
+# ASCII digits only ([0-9], not \d): json.loads rejects the rest, so the fast path must not accept it.
+_W = r"[ \t\n\r]*"
+_SID = rf'"streamSid"{_W}:{_W}"[A-Za-z0-9]*"'
+_MEDIA = re.compile(
+    rf'{_W}\{{{_W}"event"{_W}:{_W}"media"{_W},{_W}"sequenceNumber"{_W}:{_W}"[0-9]*"{_W},{_W}(?:{_SID}{_W},{_W})?'
+    rf'"media"{_W}:{_W}\{{{_W}"track"{_W}:{_W}"([a-z_]*)"{_W},{_W}"chunk"{_W}:{_W}"[0-9]*"{_W},'
+    rf'{_W}"timestamp"{_W}:{_W}"([0-9]+)"{_W},{_W}"payload"{_W}:{_W}"([A-Za-z0-9+/]*={{0,2}})"{_W}\}}{_W}'
+    rf'(?:,{_W}{_SID}{_W})?\}}{_W}'
+).fullmatch
 
 
 class ProtocolError(Exception):
@@ -124,6 +144,13 @@ def is_base64_shaped(text: str) -> bool:
 
 def parse(text: str | bytes) -> TwilioMessage:
     """Parse one Media Streams frame from Twilio; raise `ProtocolError` for anything malformed."""
+    if type(text) is str and (fast := _MEDIA(text)) is not None and not len(fast[3]) % 4:  # the hot path
+        return Media(fast[3], int(fast[2]), fast[1])
+    return parse_json(text)
+
+
+def parse_json(text: str | bytes) -> TwilioMessage:
+    """`parse` by one `json.loads`, for any frame (`parse` uses it for all but Twilio's own media frames)."""
     try:
         message = _loads(text)
     except (ValueError, TypeError, RecursionError):
@@ -131,7 +158,7 @@ def parse(text: str | bytes) -> TwilioMessage:
     if type(message) is not dict:
         raise ProtocolError("frame is not a JSON object")
     event = message.get("event")
-    if event == "media":  # the hot path: checked first, no helper calls
+    if event == "media":  # media frames in another shape than Twilio's: checked first, no helper calls
         media = message.get("media")
         if type(media) is not dict:
             raise ProtocolError("media frame without a media object")

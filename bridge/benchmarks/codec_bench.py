@@ -2,10 +2,12 @@
 
     .venv/bin/python -m bridge.benchmarks.codec_bench [--seconds 1.0]
 
-Measures the two hot paths, codec work only:
-  inbound   Twilio media frame  -> twilio_media.parse -> realtime_events.append_audio
+Measures the two hot paths, codec work only, each beside what it replaced (the ratio is in the same run):
+  inbound   Twilio media frame  -> twilio_media.parse (its regex fast path; before: parse_json, one
+            json.loads) -> realtime_events.append_audio
   outbound  OpenAI audio delta  -> realtime_events.parse_server_event -> twilio_media.media_message
-            (+ the playback mark: b64_audio_len, PlaybackTracker.on_audio_sent, mark_message)
+            (+ the playback marks: b64_audio_len, PlaybackTracker.on_audio_sent, mark_message, and parsing
+            Twilio's echo + on_mark; a mark every MARK_EVERY_MS of audio, before: one per delta)
 then the same frames exactly as the consumer runs them, through the call session and the Realtime engine
 (`CallSession.caller_audio`, `RealtimeEngine.parse` + `CallSession.agent_audio`): the ratio of the two is what
 the session layer costs per frame.
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import functools
 import importlib
 import json
 import os
@@ -29,7 +32,7 @@ from typing import Any
 from bridge import realtime_events as rt
 from bridge import twilio_media as tw
 from bridge.engine import AgentAudio
-from bridge.playback import PlaybackTracker
+from bridge.playback import MARK_EVERY_MS, PlaybackTracker
 
 MESSAGES_PER_CALL_PER_S = 100  # 50 inbound + 50 outbound frames of 20 ms
 STREAM_SID = "MZ" + "0123456789abcdef" * 2
@@ -87,35 +90,28 @@ def main(argv: list[str] | None = None) -> None:
         message = tw.parse(frames[next(frame_iter) & 63])
         return rt.append_audio(message.payload_b64)
 
+    def inbound_full_parse() -> str:
+        message = tw.parse_json(frames[next(frame_iter) & 63])
+        return rt.append_audio(message.payload_b64)  # type: ignore[union-attr]
+
     out(f"Python {sys.version.split()[0]}; stdlib json; {seconds:.1f} s per measurement\n")
     out("Inbound (Twilio -> OpenAI), 20 ms frames:")
+    inbound_full = rate(inbound_full_parse, seconds)
+    report("parse_json(media) + append_audio (the full parse, before)", inbound_full)
     inbound_rate = rate(inbound, seconds)
-    report("parse(media) + append_audio", inbound_rate)
+    report(f"parse(media) + append_audio (fast path)  ({inbound_rate / inbound_full:.2f}x the frames/s)", inbound_rate)
 
-    out("\nOutbound (OpenAI -> Twilio):")
+    out("\nOutbound (OpenAI -> Twilio), with the marks' codec work (the mark, parsing its echo):")
     outbound_rates = {}
     for nbytes in (160, 800, 4800):
         deltas = [openai_delta(nbytes) for _ in range(16)]
-        tracker = PlaybackTracker()
         counter = iter(range(1 << 62))
-
-        def outbound(deltas: list[str] = deltas, counter: Iterator[int] = counter) -> str:
-            event = rt.parse_server_event(deltas[next(counter) & 15])
-            return tw.media_message(STREAM_SID, event.delta)
-
-        def outbound_with_mark(
-            deltas: list[str] = deltas, tracker: PlaybackTracker = tracker, counter: Iterator[int] = counter
-        ) -> str:
-            event = rt.parse_server_event(deltas[next(counter) & 15])
-            mark = tracker.on_audio_sent(event.item_id, tw.b64_audio_len(event.delta))
-            tw.media_message(STREAM_SID, event.delta)
-            tracker.on_mark(mark)  # the echo Twilio sends back later (same count per frame; keeps memory flat)
-            return tw.mark_message(STREAM_SID, mark)
-
         ms = nbytes // tw.MULAW_BYTES_PER_MS
-        outbound_rates[nbytes] = rate(outbound, seconds)
-        report(f"parse_server_event(delta {ms} ms) + media_message", outbound_rates[nbytes])
-        report("  ... + b64_audio_len + on_audio_sent + mark_message + on_mark", rate(outbound_with_mark, seconds))
+        before = rate(functools.partial(outbound_with_marks, deltas, counter, PlaybackTracker(0)), seconds)
+        after = rate(functools.partial(outbound_with_marks, deltas, counter, PlaybackTracker()), seconds)
+        outbound_rates[nbytes] = (before, after)
+        report(f"delta {ms} ms, a mark per delta (before)", before)
+        report(f"delta {ms} ms, a mark every {MARK_EVERY_MS} ms        ({after / before:.2f}x the frames/s)", after)
 
     session = live_session()
     engine = session.engine
@@ -126,7 +122,7 @@ def main(argv: list[str] | None = None) -> None:
         message = tw.parse(frames[next(frame_iter) & 63])
         return session.caller_audio(message.payload_b64, message.timestamp_ms)
 
-    def session_outbound() -> tuple[str, str] | None:
+    def session_outbound() -> tuple[str | None, str] | None:
         event = engine.parse(deltas[next(counter) & 15])
         assert type(event) is AgentAudio
         return session.agent_audio(event, 0.0)
@@ -155,11 +151,13 @@ def main(argv: list[str] | None = None) -> None:
     report(f"RealtimeEngine.parse + CallSession.agent_audio ({rec_out / session_out:.2f}x)", rec_out)
 
     # Per call per second: 50 inbound frames and 50 outbound 20 ms deltas (the brief's 100 messages).
-    per_call_s = 50 / inbound_rate + 50 / outbound_rates[160]
+    per_call_before = 50 / inbound_full + 50 / outbound_rates[160][0]
+    per_call_s = 50 / inbound_rate + 50 / outbound_rates[160][1]
     pair_rate = MESSAGES_PER_CALL_PER_S / per_call_s
     out(f"\nMixed 50/50 rate: {pair_rate:,.0f} messages/s -> about {pair_rate / MESSAGES_PER_CALL_PER_S:,.0f} "
-          f"concurrent calls per core for this codec work alone ({MESSAGES_PER_CALL_PER_S} msgs/call/s);")
-    out(f"codec share of one core at 400 calls: {400 * per_call_s:.1%}")
+        f"concurrent calls per core for this codec work alone ({MESSAGES_PER_CALL_PER_S} msgs/call/s);")
+    out(f"codec CPU per call {per_call_s / per_call_before:.2f}x the full parse with a mark per delta's; "
+        f"codec share of one core at 400 calls: {400 * per_call_s:.1%} (before: {400 * per_call_before:.1%})")
 
     alternatives = []
     for name in ("orjson", "ujson"):
@@ -178,12 +176,23 @@ def main(argv: list[str] | None = None) -> None:
 _tracker = PlaybackTracker()
 
 
-def _codec_outbound(deltas: list[str], counter: Iterator[int]) -> tuple[str, str]:
-    """The 20 ms outbound line with its mark, codec calls only: the session line's baseline (neither echoes
+def outbound_with_marks(deltas: list[str], counter: Iterator[int], tracker: PlaybackTracker) -> str:
+    """One delta to Twilio with the tracker's marks, and each mark's echo parsed and applied at once."""
+    event = rt.parse_server_event(deltas[next(counter) & 15])
+    mark = tracker.on_audio_sent(event.item_id, tw.b64_audio_len(event.delta))
+    if mark is not None:
+        tw.mark_message(STREAM_SID, mark)
+        tracker.on_mark(tw.parse('{"event":"mark","sequenceNumber":"9","streamSid":"' + STREAM_SID
+                                 + '","mark":{"name":"' + mark + '"}}').name)  # type: ignore[union-attr]
+    return tw.media_message(STREAM_SID, event.delta)
+
+
+def _codec_outbound(deltas: list[str], counter: Iterator[int]) -> tuple[str | None, str]:
+    """The 20 ms outbound line with its marks, codec calls only: the session line's baseline (neither echoes
     the marks, so both trackers' pending queues grow alike)."""
     event = rt.parse_server_event(deltas[next(counter) & 15])
     mark = _tracker.on_audio_sent(event.item_id, tw.b64_audio_len(event.delta))
-    return tw.media_message(STREAM_SID, event.delta), tw.mark_message(STREAM_SID, mark)
+    return (None if mark is None else tw.mark_message(STREAM_SID, mark)), tw.media_message(STREAM_SID, event.delta)
 
 
 def live_session(recorded: bool = False) -> Any:

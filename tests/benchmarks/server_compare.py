@@ -10,12 +10,13 @@ simulator share the other core (`--load-core`), all at raised priority (`--nice`
 - Load (tests/benchmarks/node/loadgen.mjs, the same for every system): N simulated Twilio Media Streams calls
   ramped over --ramp seconds, each sending a numbered 20 ms μ-law frame every 20 ms and answering marks.
 - Upstream (node/echo_upstream.mjs): an OpenAI Realtime-shaped server that echoes each appended frame back as a
-  `response.output_audio.delta`, so every caller frame returns as agent audio: 20 ms frames both ways, and the
-  systems send a mark per agent frame.
+  `response.output_audio.delta`, so every caller frame returns as agent audio: 20 ms frames both ways; the relay
+  and the FastAPI sample send a mark per agent frame, voiceops one per `bridge.playback.MARK_EVERY_MS` of it.
 - Systems: `relay` (node/relay.mjs, parse + forward, the floor); `fastapi-sample` (the popular FastAPI sample
   bridge, run unchanged from its checkout with its own virtualenv, see fastapi_sample_launch.py); voiceops's
   `voiceops.asgi:application` under daphne, uvicorn (uvloop + httptools, websockets-sansio or the legacy
-  websockets protocol), granian and hypercorn, each with its own CLI; and `runbridge`, the shipped command.
+  websockets protocol), granian and hypercorn, each with its own CLI; and `runbridge`, the shipped command
+  (with --baseline DIR, also `runbridge-baseline`: the runbridge of an earlier tree, for before/after figures).
   voiceops runs in production mode (DJANGO_DEBUG=0), each call set up by a signed webhook as Twilio would.
 
 Measured over the steady window (every call up) from /proc: CPU of the system's processes per call, RSS per
@@ -89,6 +90,9 @@ SYSTEMS = [
     System("hypercorn", "voiceops under hypercorn (uvloop)", True,
            lambda port, up, _: _py("-m", "hypercorn", "-k", "uvloop", "-b", f"127.0.0.1:{port}", "-w", "1",
                                    "--log-level", "warning", APP)),
+    System("runbridge-baseline", "`manage.py runbridge` of an earlier tree (--baseline)", True,
+           lambda port, up, a: _py(str(Path(a.baseline) / "manage.py"), "runbridge", "--host", "127.0.0.1",
+                                   "--port", str(port))),
     System("runbridge", "voiceops `manage.py runbridge` (as shipped)", True,
            lambda port, up, _: _py("manage.py", "runbridge", "--host", "127.0.0.1", "--port", str(port))),
 ]
@@ -258,6 +262,8 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
     systems = [BY_NAME[name] for name in args.systems.split(",")]
     if not (args.fastapi_sample and args.fastapi_python):
         systems = [s for s in systems if s.name != "fastapi-sample"]
+    if not args.baseline:
+        systems = [s for s in systems if s.name != "runbridge-baseline"]
     counts = [int(c) for c in args.calls.split(",")]
     if any(not 1 <= c <= 300 for c in counts) or not 1 <= args.hold <= 120:
         raise SystemExit("--calls must be 1-300 each and --hold 1-120 s")
@@ -438,6 +444,8 @@ def main() -> None:
                              "work then interferes less; default -10 as root)")
     parser.add_argument("--fastapi-sample", help="a checkout of the FastAPI sample (its main.py)")
     parser.add_argument("--fastapi-python", help="the sample's own virtualenv python (its requirements.txt)")
+    parser.add_argument("--baseline", help="an earlier tree of this repository (e.g. `git archive REF | tar -x -C "
+                                           "DIR`): its runbridge runs as `runbridge-baseline`, before/after in one run")
     parser.add_argument("--json", type=Path, help="write every result here")
     parser.add_argument("--from-json", type=Path, help="no run: report the results of an earlier --json")
     parser.add_argument("--write-docs", action="store_true", help="rewrite docs/perf.md's table and docs/perf.png")

@@ -251,3 +251,129 @@ def test_mulaw_rate():
 def test_is_base64_shaped():
     assert tw.is_base64_shaped(PAYLOAD) and tw.is_base64_shaped("") and tw.is_base64_shaped("AB+/AA==")
     assert not tw.is_base64_shaped("AB") and not tw.is_base64_shaped("A B=") and not tw.is_base64_shaped("====")
+
+
+# --- the fast path for Twilio's media frames: the same result as the full parse, or the full parse ------------
+
+TWILIO_MEDIA = ('{"event":"media","sequenceNumber":"4","media":{"track":"inbound","chunk":"3","timestamp":"40",'
+                '"payload":"' + PAYLOAD + '"},"streamSid":"' + STREAM_SID + '"}')
+
+
+def outcome(parse, text: str) -> object:
+    try:
+        return parse(text)
+    except tw.ProtocolError as exc:
+        return ("ProtocolError", exc.reason)
+
+
+def assert_same_as_full_parse(text: str) -> None:
+    assert outcome(tw.parse, text) == outcome(tw.parse_json, text), text
+
+
+@pytest.mark.parametrize("text", [
+    TWILIO_MEDIA,
+    json.dumps(media_frame(), separators=(",", ":")),  # streamSid before media (the simulator's order)
+    TWILIO_MEDIA.replace(',"streamSid":"' + STREAM_SID + '"', ""),  # no streamSid
+    ' {\n\t"event" : "media" ,\r"sequenceNumber":"4", "media": {"track":"inbound","chunk":"3","timestamp":"40",'
+    ' "payload" : "' + PAYLOAD + '" } , "streamSid":"' + STREAM_SID + '" }\n',  # JSON whitespace anywhere
+    TWILIO_MEDIA.replace('"inbound"', '"outbound"'),
+    TWILIO_MEDIA.replace('"inbound"', '"inbound_track"'),
+    TWILIO_MEDIA.replace(PAYLOAD, ""),
+    TWILIO_MEDIA.replace(PAYLOAD, "AB=="),
+    TWILIO_MEDIA.replace(PAYLOAD, "ABC="),
+])
+def test_twilio_media_frames_take_the_fast_path_with_the_full_parse_result(text):
+    assert tw._MEDIA(text) is not None
+    assert_same_as_full_parse(text)
+    assert type(tw.parse(text)) is tw.Media
+
+
+@pytest.mark.parametrize("text", [
+    TWILIO_MEDIA.replace('"track":"inbound"', '"track":"in\\"bound"'),  # an escaped quote in a value
+    TWILIO_MEDIA.replace('"track":"inbound"', '"track":"inbound\\\\"'),  # an escaped backslash
+    TWILIO_MEDIA.replace('"track":"inbound"', '"track":"\\u0069nbound"'),  # a \\u escape
+    TWILIO_MEDIA.replace('"payload"', '"\\u0070ayload"'),  # an escaped key
+    TWILIO_MEDIA.replace(PAYLOAD, PAYLOAD[:-4] + "AB\\/="),  # \/ is / in JSON
+    TWILIO_MEDIA.replace('"chunk":"3","timestamp":"40"', '"timestamp":"40","chunk":"3"'),  # reordered keys
+    TWILIO_MEDIA.replace('"track":"inbound",', '"track":"inbound","extra":"1",'),  # an extra key
+    TWILIO_MEDIA.replace('"sequenceNumber":"4",', '"sequenceNumber":"4","event":"mark",'),  # a duplicate key
+    TWILIO_MEDIA.replace('{"track"', '{"track":"outbound","track"'),  # a duplicate key, last one wins
+    TWILIO_MEDIA.replace('"timestamp":"40"', '"timestamp":40'),  # an integer timestamp
+    TWILIO_MEDIA.replace('"timestamp":"40"', '"timestamp":"4\u0660"'),  # a non-ASCII digit
+    TWILIO_MEDIA.replace('"timestamp":"40"', '"timestamp":""'),
+    TWILIO_MEDIA.replace('"media":{', '"media":\u00a0{'),  # Unicode whitespace is not JSON whitespace
+    TWILIO_MEDIA.replace('"media":{', '"media":\x0b{'),
+    TWILIO_MEDIA + "\x0c",
+    "\ufeff" + TWILIO_MEDIA,
+    TWILIO_MEDIA + "{}",
+    TWILIO_MEDIA.replace(PAYLOAD, PAYLOAD[:-1]),  # not a multiple of 4
+    TWILIO_MEDIA.replace(PAYLOAD, "AB=C"),
+    TWILIO_MEDIA.replace(PAYLOAD, "A==="),
+    TWILIO_MEDIA.replace(PAYLOAD, PAYLOAD[:-4] + "AB\n="),
+    TWILIO_MEDIA.replace('"track":"inbound"', '"track":null'),
+    TWILIO_MEDIA[:-1],  # truncated
+])
+def test_anything_else_gets_exactly_the_full_parse(text):
+    assert_same_as_full_parse(text)
+
+
+def test_bytes_take_the_full_parse():
+    assert tw.parse(TWILIO_MEDIA.encode()) == tw.parse(TWILIO_MEDIA)
+
+
+hypothesis = pytest.importorskip("hypothesis")
+st = hypothesis.strategies
+
+JSON_WS = st.text(alphabet=" \t\n\r", max_size=2)
+HOSTILE_CHARS = ' \t\n\r"\\/=+{}:,\x00\x0b\x0c\u00a0\u2028\ufeff\u06600aZ'
+VALUE = st.one_of(
+    st.sampled_from(["inbound", "outbound", "inbound_track", "", "4", "40", "4\u0660", "\u0661\u0662", PAYLOAD,
+                     PAYLOAD[:-1], "AB==", "ABC=", "AB=C", STREAM_SID]),
+    st.text(alphabet=HOSTILE_CHARS, max_size=6),
+    st.text(max_size=6),
+)
+
+
+@st.composite
+def media_like(draw) -> str:
+    """Twilio-shaped media frames, each part changed now and then: whitespace, key order, values, escapes, extra
+    or missing keys (about a third come out in Twilio's own shape, the fast path's)."""
+    def rare() -> bool:
+        return draw(st.integers(0, 11)) == 0
+
+    def obj(pairs: list[tuple[str, str]]) -> str:
+        if rare():
+            pairs = draw(st.permutations(pairs))
+        if rare():
+            pairs = [*pairs, (draw(st.sampled_from(["extra", "track", "event", "payload"])), '"x"')]
+        if rare():
+            pairs = pairs[:-1]
+        ws = JSON_WS if rare() else st.just("")
+        return "{" + ",".join(draw(ws) + json.dumps(k) + draw(ws) + ":" + draw(ws) + v + draw(ws)
+                              for k, v in pairs) + "}"
+
+    def string(default: str) -> str:
+        value = draw(VALUE) if rare() else default
+        quoted = json.dumps(value, ensure_ascii=draw(st.booleans()))
+        if rare():  # a hand-written escape or an invalid one
+            quoted = quoted[:-1] + draw(st.sampled_from(['\\"', "\\\\", "\\/", "\\u0041", "\\x", "\\"])) + '"'
+        return quoted
+
+    media = obj([("track", string("inbound")), ("chunk", string("3")), ("timestamp", string("40")),
+                 ("payload", string(PAYLOAD))])
+    pairs = [("event", string("media")), ("sequenceNumber", string("4")), ("media", media)]
+    if not rare():
+        pairs.insert(draw(st.integers(2, 3)), ("streamSid", string(STREAM_SID)))
+    return (draw(JSON_WS) if rare() else "") + obj(pairs) + (draw(JSON_WS) if rare() else "")
+
+
+@hypothesis.settings(max_examples=1500, deadline=None)
+@hypothesis.given(media_like())
+def test_fuzz_media_like_frames_parse_as_the_full_parse_does(text):
+    assert_same_as_full_parse(text)
+
+
+@hypothesis.settings(max_examples=1500, deadline=None)
+@hypothesis.given(st.integers(0, len(TWILIO_MEDIA) - 1), st.integers(0, 2), st.text(alphabet=HOSTILE_CHARS, max_size=3))
+def test_fuzz_edits_of_a_twilio_frame_parse_as_the_full_parse_does(at, cut, insert):
+    assert_same_as_full_parse(TWILIO_MEDIA[:at] + insert + TWILIO_MEDIA[at + cut:])

@@ -11,7 +11,9 @@ import pytest
 
 from bridge import engine as ev
 from bridge import session as cs
+from bridge import twilio_media as tw
 from bridge.call_config import CallConfig
+from bridge.playback import MARK_EVERY_MS
 from bridge.realtime_engine import RealtimeEngine
 from calls.models import Call
 from calls.simulators.validation import validate_client_event
@@ -103,12 +105,21 @@ def test_start_opens_the_upstream_and_the_call_timer_and_early_audio_flows_in_or
     assert json.loads(text) == {"type": "input_audio_buffer.append", "audio": payload(160, 4)}
 
 
-def test_agent_audio_goes_to_twilio_untouched_with_a_mark():
+def test_agent_audio_goes_to_twilio_untouched_with_a_mark_every_n_ms_and_at_the_end_of_the_response():
     session = live_session()
-    delta = payload(800)
-    media, mark = session.agent_audio(ev.AgentAudio(delta, "item_1"), T0)
-    assert json.loads(media) == {"event": "media", "streamSid": session.stream_sid, "media": {"payload": delta}}
-    assert json.loads(mark)["mark"]["name"] == "p1"
+    session.on_event(ev.ResponseStarted(), T0 + 1)
+    delta = payload(160)  # 20 ms
+    sent = [session.agent_audio(ev.AgentAudio(delta, "item_1"), T0) for _ in range(MARK_EVERY_MS // 20 + 1)]
+    for _, media in sent:
+        assert json.loads(media) == {"event": "media", "streamSid": session.stream_sid, "media": {"payload": delta}}
+    assert [mark for mark, _ in sent[:-1]] == [None] * (MARK_EVERY_MS // 20)
+    assert json.loads(sent[-1][0]) == {"event": "mark", "streamSid": session.stream_sid, "mark": {"name": "p1"}}
+    actions = session.on_event(ev.ResponseDone(), T0 + 2)
+    assert of(actions, cs.SendTwilio)[0].text == tw.mark_message(session.stream_sid, "p2")  # after the last delta
+    assert session.playback.is_playing
+    session.on_mark("p2")
+    assert not session.playback.is_playing
+    assert session.on_event(ev.ResponseDone(), T0 + 3) == []  # nothing unmarked: no second end mark
 
 
 def test_barge_in_clears_twilio_truncates_at_what_was_heard_and_drops_the_rest_of_the_item():
