@@ -12,7 +12,8 @@ points: no CloudWatch API calls, no credentials, no extra latency on the call pa
 - The call's lifecycle (`CallStats`, recorded by the consumer at lifecycle points, never per frame, and
   published with the periodic line, so once a minute per task): `CallsEnded` by `EndReason`, `OpenAIConnectMs`
   by `Engine`, `TimeToFirstAgentAudioMs` (stream start to the first agent audio sent to Twilio),
-  `ReplyLatencyMs` (end of the caller's turn to the first agent audio of the answer), `BargeIns`,
+  `ReplyLatencyMs` (end of the caller's turn to the first agent audio of the answer; Realtime only: GPT-Live
+  has no end-of-turn event), `BargeIns`,
   `ToolLatencyMs`, `ToolErrors`, `UpstreamErrors`, `FramesDropped` by `Direction` (caller audio lost while
   the upstream opened, agent audio discarded after a barge-in). Timings go out as EMF value arrays (at most
   100 values a document), so CloudWatch keeps their percentiles.
