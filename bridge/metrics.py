@@ -9,14 +9,14 @@ points: no CloudWatch API calls, no credentials, no extra latency on the call pa
 - `CallsStarted` / `CallsEnded` (counters since the previous line; use Sum): also published soon after a
   change (at most one line per `min_interval_s`), with the live count as a plain property for Logs Insights.
   `gauge_on_change=True` adds `ActiveCalls` data points to those lines too (only for Maximum/Minimum use).
-- The call's lifecycle (`CallStats`, recorded by the consumer at lifecycle points, never per frame, and
-  published with the periodic line, so once a minute per task): `CallsEnded` by `EndReason`, `OpenAIConnectMs`
-  by `Engine`, `TimeToFirstAgentAudioMs` (stream start to the first agent audio sent to Twilio),
-  `ReplyLatencyMs` (end of the caller's turn to the first agent audio of the answer; Realtime only: GPT-Live
-  has no end-of-turn event), `BargeIns`,
-  `ToolLatencyMs`, `ToolErrors`, `UpstreamErrors`, `FramesDropped` by `Direction` (caller audio lost while
-  the upstream opened, agent audio discarded after a barge-in). Timings go out as EMF value arrays (at most
-  100 values a document), so CloudWatch keeps their percentiles.
+- The call's lifecycle (`CallStats`, recorded at lifecycle points, never per frame: the session's `Measure`
+  actions, the consumer, the tool runner; published with the periodic line, so once a minute per task):
+  `CallsEnded` by `EndReason`, `OpenAIConnectMs` by `Engine`, `TimeToFirstAgentAudioMs` (stream start to the
+  first agent audio sent to Twilio), `ReplyLatencyMs` (end of the caller's turn to the first agent audio of
+  the answer; Realtime only, GPT-Live has no end-of-turn event), `BargeIns`, `ToolLatencyMs`, `ToolErrors`,
+  `UpstreamErrors`, `FramesDropped` by `Direction` (caller audio lost while the upstream opened, agent audio
+  discarded after a barge-in). Timings go out as EMF value arrays (at most 100 values a document), so
+  CloudWatch keeps their percentiles.
 
 The names below are the contract with the CDK app's alarms and dashboard (deploy/cdk/voiceops_cdk/
 metric_names.py lists the same; a CDK test compares the two).
