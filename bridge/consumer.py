@@ -34,6 +34,7 @@ from bridge.call_config import CallConfig
 from bridge.engine import AgentAudio, ProtocolError
 from bridge.event_sink import sink
 from bridge.lifecycle import state
+from bridge.metrics import CALLS_ENDED, OPENAI_CONNECT_MS, call_stats
 from bridge.recording import CallRecorder
 from bridge.tools import ToolCallContext, run_http_tool
 from bridge.upstream import engine_for, open_upstream
@@ -210,6 +211,11 @@ class MediaStreamConsumer(AsyncWebsocketConsumer):
                 self._spawn(self._timer(action.name, action.seconds))
             elif kind is cs.HandOver:
                 self._spawn(self._hand_over())
+            elif kind is cs.Measure:
+                if action.timing:
+                    call_stats.timing(action.name, action.value, **dict(action.dimensions))
+                else:
+                    call_stats.count(action.name, int(action.value), **dict(action.dimensions))
             elif kind is cs.EndCall:
                 # Its own task: the upstream reader (which may be what asked for the end) must keep reading
                 # while the end waits for the goodbye to play and for an engine's close confirmation.
@@ -234,8 +240,12 @@ class MediaStreamConsumer(AsyncWebsocketConsumer):
 
     # --- upstream ---------------------------------------------------------------------------------------
     async def _connect_upstream(self) -> ClientConnection | None:
+        config = self.session.config
         try:
-            return await open_upstream(self.session.config)
+            started = time.monotonic()
+            ws = await open_upstream(config)
+            call_stats.timing(OPENAI_CONNECT_MS, (time.monotonic() - started) * 1000, Engine=config.engine)
+            return ws
         except (OSError, InvalidHandshake, TimeoutError) as exc:
             log.error("call %s: OpenAI connect failed: %s", self._sid, type(exc).__name__)
             detail = f"OpenAI connect failed: {type(exc).__name__}"
@@ -268,6 +278,8 @@ class MediaStreamConsumer(AsyncWebsocketConsumer):
                         if frames[0] is not None:  # a mark, every MARK_EVERY_MS of audio
                             await self.send(text_data=frames[0])
                         await self.send(text_data=frames[1])
+                        if session.awaiting_agent_audio:  # a bool per frame; the rest once per reply
+                            await self._run(session.agent_audio_sent(time.monotonic()))
                 elif event is not None:
                     await self._run(session.on_event(event, time.monotonic()))
             detail = f"OpenAI closed the session ({ws.close_code})"
@@ -343,6 +355,7 @@ class MediaStreamConsumer(AsyncWebsocketConsumer):
             except DatabaseError:
                 log.exception("call %s: could not record the end (%s)", self._sid, end.reason)
             log.info("call %s ended: %s after %ds", self._sid, end.reason, int(time.monotonic() - session.t0))
+            call_stats.count(CALLS_ENDED, EndReason=end.reason)
             await self._run(session.finished(time.monotonic(), stored))
             if end.close_twilio and not self.closed:
                 self.closed = True

@@ -9,6 +9,17 @@ points: no CloudWatch API calls, no credentials, no extra latency on the call pa
 - `CallsStarted` / `CallsEnded` (counters since the previous line; use Sum): also published soon after a
   change (at most one line per `min_interval_s`), with the live count as a plain property for Logs Insights.
   `gauge_on_change=True` adds `ActiveCalls` data points to those lines too (only for Maximum/Minimum use).
+- The call's lifecycle (`CallStats`, recorded at lifecycle points, never per frame: the session's `Measure`
+  actions, the consumer, the tool runner; published with the periodic line, so once a minute per task):
+  `CallsEnded` by `EndReason`, `OpenAIConnectMs` by `Engine`, `TimeToFirstAgentAudioMs` (stream start to the
+  first agent audio sent to Twilio), `ReplyLatencyMs` (end of the caller's turn to the first agent audio of
+  the answer; Realtime only, GPT-Live has no end-of-turn event), `BargeIns`, `ToolLatencyMs`, `ToolErrors`,
+  `UpstreamErrors`, `FramesDropped` by `Direction` (caller audio lost while the upstream opened, agent audio
+  discarded after a barge-in). Timings go out as EMF value arrays (at most 100 values a document), so
+  CloudWatch keeps their percentiles.
+
+The names below are the contract with the CDK app's alarms and dashboard (deploy/cdk/voiceops_cdk/
+metric_names.py lists the same; a CDK test compares the two).
 """
 
 from __future__ import annotations
@@ -27,12 +38,90 @@ log = logging.getLogger(__name__)
 ACTIVE_CALLS = "ActiveCalls"
 CALLS_STARTED = "CallsStarted"
 CALLS_ENDED = "CallsEnded"
+OPENAI_CONNECT_MS = "OpenAIConnectMs"
+TIME_TO_FIRST_AGENT_AUDIO_MS = "TimeToFirstAgentAudioMs"
+REPLY_LATENCY_MS = "ReplyLatencyMs"
+BARGE_INS = "BargeIns"
+TOOL_LATENCY_MS = "ToolLatencyMs"
+TOOL_ERRORS = "ToolErrors"
+UPSTREAM_ERRORS = "UpstreamErrors"
+FRAMES_DROPPED = "FramesDropped"
+# Dimensions
+STAGE = "Stage"
+END_REASON = "EndReason"
+ENGINE = "Engine"
+DIRECTION = "Direction"
+
+MAX_VALUES_PER_DOCUMENT = 100  # the EMF specification's limit for a metric's array of values
 
 
 def _write_stdout(line: str) -> None:
     # One write per line so other output cannot land in the middle of a JSON document.
     sys.stdout.write(line + "\n")
     sys.stdout.flush()
+
+
+class CallStats:
+    """Counters and timings of the calls' lifecycle since the last flush, keyed by their extra dimensions.
+    Recording is a dictionary update on the event loop; nothing is written until `documents()`. Off (records
+    nothing) until a `CallMetrics` publishes it, so a bridge without metrics does not accumulate values."""
+
+    def __init__(self) -> None:
+        self.enabled = False
+        # (("EndReason", "caller_hangup"),) -> {"CallsEnded": 3}; () -> {"ToolLatencyMs": [120, 95]}
+        self._counts: dict[tuple[tuple[str, str], ...], dict[str, int]] = {}
+        self._values: dict[tuple[tuple[str, str], ...], dict[str, list[int]]] = {}
+
+    def count(self, name: str, n: int = 1, **dimensions: str) -> None:
+        if self.enabled and n:
+            counts = self._counts.setdefault(tuple(sorted(dimensions.items())), {})
+            counts[name] = counts.get(name, 0) + n
+
+    def timing(self, name: str, ms: float, **dimensions: str) -> None:
+        if self.enabled:
+            self._values.setdefault(tuple(sorted(dimensions.items())), {}).setdefault(name, []).append(
+                max(0, round(ms)))
+
+    def documents(self, namespace: str, stage: str, timestamp_ms: int) -> list[dict[str, Any]]:
+        """EMF documents for everything recorded since the last call (then forgotten): one per set of
+        dimension values, timings split so no array holds more than MAX_VALUES_PER_DOCUMENT values."""
+        counts, self._counts = self._counts, {}
+        values, self._values = self._values, {}
+        documents = []
+        for key in sorted(counts.keys() | values.keys()):
+            metrics: dict[str, Any] = dict(counts.get(key, {}))
+            timings = values.get(key, {})
+            while True:
+                for name in sorted(timings):
+                    if timings[name]:
+                        metrics[name], timings[name] = (timings[name][:MAX_VALUES_PER_DOCUMENT],
+                                                        timings[name][MAX_VALUES_PER_DOCUMENT:])
+                if not metrics:
+                    break
+                documents.append(_emf(namespace, stage, timestamp_ms, dict(key), metrics))
+                metrics = {}
+        return documents
+
+
+def _emf(namespace: str, stage: str, timestamp_ms: int, dimensions: dict[str, str],
+         metrics: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "_aws": {
+            "Timestamp": timestamp_ms,
+            "CloudWatchMetrics": [{
+                "Namespace": namespace,
+                "Dimensions": [[STAGE, *dimensions]],
+                "Metrics": [{"Name": name, "Unit": "Milliseconds" if name.endswith("Ms") else "Count"}
+                            for name in metrics],
+            }],
+        },
+        STAGE: stage,
+        **dimensions,
+        **metrics,
+    }
+
+
+call_stats = CallStats()  # the process's one instance: the consumer records into it, CallMetrics publishes it
 
 
 class CallMetrics:
@@ -49,6 +138,7 @@ class CallMetrics:
         min_interval_s: float = 1.0,
         emit_on_change: bool = True,
         gauge_on_change: bool = False,
+        stats: CallStats = call_stats,
     ) -> None:
         self.namespace = namespace
         self.stage = stage
@@ -58,6 +148,8 @@ class CallMetrics:
         self.min_interval_s = min_interval_s
         self.emit_on_change = emit_on_change
         self.gauge_on_change = gauge_on_change
+        self.stats = stats
+        stats.enabled = True
         self.active = 0
         self.started = 0  # since the last line
         self.ended = 0
@@ -81,7 +173,7 @@ class CallMetrics:
             return  # a rate-limited line is already scheduled; it will carry the latest numbers
         wait = self._last_emit + self.min_interval_s - time.monotonic()
         if wait <= 0:
-            self.emit(gauge=self.gauge_on_change)
+            self.emit(gauge=self.gauge_on_change, stats=False)
             return
         try:
             loop = asyncio.get_running_loop()
@@ -91,7 +183,7 @@ class CallMetrics:
 
     def _emit_pending(self) -> None:
         self._pending = None
-        self.emit(gauge=self.gauge_on_change)
+        self.emit(gauge=self.gauge_on_change, stats=False)
 
     # --- output ---------------------------------------------------------------------------------------
     def record(self, *, gauge: bool = True) -> dict[str, Any]:
@@ -104,12 +196,12 @@ class CallMetrics:
                 "CloudWatchMetrics": [
                     {
                         "Namespace": self.namespace,
-                        "Dimensions": [["Stage"]],
+                        "Dimensions": [[STAGE]],
                         "Metrics": [{"Name": name, "Unit": "Count"} for name in names],
                     }
                 ],
             },
-            "Stage": self.stage,
+            STAGE: self.stage,
             ACTIVE_CALLS: self.active,
             CALLS_STARTED: self.started,
             CALLS_ENDED: self.ended,
@@ -118,17 +210,25 @@ class CallMetrics:
             document["Instance"] = self.instance_id  # a plain property (not a dimension): searchable in Logs
         return document
 
-    def emit(self, *, gauge: bool = True) -> None:
+    def emit(self, *, gauge: bool = True, stats: bool = True) -> None:
+        """The current numbers; with `stats`, also the lifecycle metrics recorded since the last such line."""
         if self._pending is not None:
             self._pending.cancel()
             self._pending = None
         try:
-            self.write(json.dumps(self.record(gauge=gauge), separators=(",", ":")))
+            document = self.record(gauge=gauge)
+            self.write(json.dumps(document, separators=(",", ":")))
         except Exception:  # metrics must never break the call path
             log.exception("could not write the metrics line")
             return
         self.started = self.ended = 0
         self._last_emit = time.monotonic()
+        if stats:
+            try:
+                for extra in self.stats.documents(self.namespace, self.stage, document["_aws"]["Timestamp"]):
+                    self.write(json.dumps(extra, separators=(",", ":")))
+            except Exception:
+                log.exception("could not write the metrics line")
 
     # --- the periodic line ----------------------------------------------------------------------------
     async def run(self) -> None:

@@ -5,10 +5,13 @@ returns actions for the consumer to run (`bridge.consumer` owns the sockets, the
 
     SendTwilio(text)  SendUpstream(text)  Record(event, live)  Publish(live)  RunTool(call_id, name, args, spec)
     OpenUpstream()  FlushEarlyAudio()  StartTimer(name, seconds)  HandOver()  EndCall(reason, …)
+    Measure(name, value, …)  (a lifecycle metric, `bridge.metrics`)
 
 The audio hot path returns ready-to-send text instead of action objects: `caller_audio(payload)` (the upstream
 text, or None while it is buffered or dropped) and `agent_audio(event)` (a mark to send first or None, and Twilio's
 media text; or None). Marks go every `bridge.playback.MARK_EVERY_MS` of agent audio and at the end of a response.
+While `awaiting_agent_audio`, the consumer also calls `agent_audio_sent(now)` after sending agent audio: the
+time to the first agent audio of the call, and of each answer to a caller's turn (its reply latency).
 
 Phases: STARTING (upstream not open yet: caller audio is kept, up to 2 s) → LIVE → ENDING (the end is being
 recorded and the sockets closed) → ENDED. A response "in progress" is separate state (`response_active`): tool
@@ -24,6 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bridge import engine as ev
+from bridge import metrics
 from bridge import twilio_media as tw
 from bridge.call_config import CallConfig
 from bridge.engine import Engine
@@ -126,9 +130,19 @@ class EndCall:
     transfer_summary: str = ""  # a transfer: what the person taking the call hears first (stored on the Call)
 
 
+@dataclass(slots=True, frozen=True)
+class Measure:
+    """Add to a lifecycle metric (`bridge.metrics.CallStats`): a count, or with `timing` one value in ms."""
+
+    name: str
+    value: float = 1
+    timing: bool = False
+    dimensions: tuple[tuple[str, str], ...] = ()
+
+
 Action = (
     SendTwilio | SendUpstream | Record | Publish | RunTool | OpenUpstream | FlushEarlyAudio | StartTimer | HandOver
-    | EndCall
+    | EndCall | Measure
 )
 
 
@@ -170,6 +184,14 @@ class CallSession:
         self._audio_blocked = False  # no agent audio to Twilio: its socket is closed, or a reply is being replaced
         self._transfer_reason = ""  # why the call is being transferred (the model's reason, or the key pressed)
         self._transfer_announced = False
+        # Latency: the first agent audio of the call, and of the answer to each caller turn.
+        self.awaiting_agent_audio = True
+        self._first_audio_sent = False
+        self._turn_ended_at: float | None = None
+        self._turn_item: str | None = None  # the agent item playing when the turn ended: not its answer
+        self._reply_ms: tuple[str, int] | None = None  # (item_id, ms) for that item's transcript event
+        self.caller_frames_dropped = 0  # the early-audio buffer overflowed while the upstream opened
+        self.agent_frames_dropped = 0  # audio of a reply the caller interrupted, discarded
 
     # --- start -------------------------------------------------------------------------------------------
     def start(self, now: float, api_key_set: bool) -> list[Action]:
@@ -212,6 +234,8 @@ class CallSession:
         if phase is Phase.LIVE:
             return self.engine.caller_audio(payload_b64)
         if phase is Phase.STARTING:
+            if len(self._early_audio) == EARLY_AUDIO_FRAMES:
+                self.caller_frames_dropped += 1  # the deque drops its oldest frame
             self._early_audio.append(payload_b64)
         return None
 
@@ -219,13 +243,34 @@ class CallSession:
         """The mark to send before the audio (None most of the time) and Twilio's media text; None for audio
         the caller interrupted."""
         item_id = audio.item_id
-        if item_id == self._suppressed_item or self._audio_blocked:
+        if item_id == self._suppressed_item:
+            self.agent_frames_dropped += 1  # the rest of a reply the caller talked over
+            return None
+        if self._audio_blocked:
             return None
         if self.recorder is not None:
             self.recorder.agent(audio.delta, item_id, int((now - self.t0) * 1000))
         mark = self.playback.on_audio_sent(item_id, tw.b64_audio_len(audio.delta))
         return (None if mark is None else tw.mark_message(self.stream_sid, mark),
                 tw.media_message(self.stream_sid, audio.delta))
+
+    def agent_audio_sent(self, now: float) -> list[Action]:
+        """Agent audio went to Twilio while `awaiting_agent_audio`: the call's first (time to first agent audio)
+        or the first of an answer to the caller's turn (reply latency, also kept for the answer's transcript)."""
+        actions: list[Action] = []
+        if not self._first_audio_sent:
+            self._first_audio_sent = True
+            actions.append(Measure(metrics.TIME_TO_FIRST_AGENT_AUDIO_MS, (now - self.t0) * 1000, timing=True))
+        item_id = self.playback.item_id
+        if self._turn_ended_at is not None:
+            if item_id == self._turn_item:
+                return actions  # still the reply the caller talked over: keep waiting for the answer
+            reply_ms = round((now - self._turn_ended_at) * 1000)
+            self._reply_ms = (item_id or "", reply_ms)
+            actions.append(Measure(metrics.REPLY_LATENCY_MS, reply_ms, timing=True))
+            self._turn_ended_at = None
+        self.awaiting_agent_audio = False
+        return actions
 
     # --- Twilio ------------------------------------------------------------------------------------------
     def on_mark(self, name: str) -> bool:
@@ -284,6 +329,9 @@ class CallSession:
         if kind is ev.CallerSpeechStopped:
             self._caller_speaking = False
             self._reply_due = True  # the engine answers the turn: no handover until that answer is done
+            self._turn_ended_at = now
+            self._turn_item = self.playback.item_id
+            self.awaiting_agent_audio = True
             return []
         if kind is ev.ResponseStarted:
             self._response_active = True
@@ -326,6 +374,7 @@ class CallSession:
         if done.failure is not None:
             message = f"response failed: {done.failure.get('message', 'unknown')}"
             actions += self._record("error", now, message, {"details": done.failure})
+            actions.append(Measure(metrics.UPSTREAM_ERRORS))
         if self.phase is not Phase.LIVE:
             return actions
         if self._goodbye is Goodbye.WAITING:
@@ -355,11 +404,16 @@ class CallSession:
         if not event.text:
             return []  # e.g. the silence an idle timeout commits
         self.transcript.append((role, event.text))
-        return self._record(role, now, event.text, {"item_id": event.item_id})
+        data: dict[str, Any] = {"item_id": event.item_id}
+        if role == "agent" and self._reply_ms is not None and self._reply_ms[0] == (event.item_id or ""):
+            data["reply_ms"] = self._reply_ms[1]  # how long the caller waited for this answer
+            self._reply_ms = None
+        return self._record(role, now, event.text, data)
 
     def _on_error(self, error: ev.EngineError, now: float) -> list[Action]:
         text = f"OpenAI error {error.code or error.type}: {error.message}"[:500]
         actions = self._record("error", now, text, {"type": error.type, "code": error.code})
+        actions.append(Measure(metrics.UPSTREAM_ERRORS))
         if error.fatal:
             actions += self.end(Call.EndReason.UPSTREAM_ERROR, now)
         return actions
@@ -399,6 +453,7 @@ class CallSession:
         actions.append(SendTwilio(tw.clear_message(self.stream_sid)))
         if self.phase is Phase.LIVE:
             actions += [SendUpstream(t) for t in self.engine.truncate(point.item_id, point.truncate_point_ms)]
+        actions.append(Measure(metrics.BARGE_INS))
         return actions + self._record("barge_in", now, "", {"item_id": point.item_id,
                                                             "heard_ms": point.truncate_point_ms})
 
@@ -469,14 +524,15 @@ class CallSession:
     def handover_failed(self, now: float, detail: str) -> list[Action]:
         """The fresh session could not be opened: the call goes on in the old one until its limit."""
         self._handing_over = False
-        return self._record("error", now, f"handover failed: {detail}")
+        return [*self._record("error", now, f"handover failed: {detail}"), Measure(metrics.UPSTREAM_ERRORS)]
 
     # --- the upstream going away -------------------------------------------------------------------------
     def upstream_lost(self, now: float, detail: str) -> list[Action]:
         """The upstream session failed to open, closed or broke: apologise and end (unless already ending)."""
         if self.phase in (Phase.ENDING, Phase.ENDED):
             return []
-        return self._record("error", now, detail) + self.end(Call.EndReason.UPSTREAM_ERROR, now)
+        return [*self._record("error", now, detail), Measure(metrics.UPSTREAM_ERRORS),
+                *self.end(Call.EndReason.UPSTREAM_ERROR, now)]
 
     def stream_error(self, reason: str, now: float) -> list[Action]:
         """Twilio's stream broke the protocol: the consumer closes it with `reason`; the call ends."""
@@ -512,6 +568,9 @@ class CallSession:
                                {"end_reason": self.end_reason, "usage": self.usage})
         if self.recorder is not None and self.recorder.truncated:
             actions += self._record("status", now, "recording stopped at its length limit (the rest is not kept)")
+        for direction, dropped in (("caller", self.caller_frames_dropped), ("agent", self.agent_frames_dropped)):
+            if dropped:
+                actions.append(Measure(metrics.FRAMES_DROPPED, dropped, dimensions=((metrics.DIRECTION, direction),)))
         return [*actions, Publish(live_feed.call_update(self.call, "ended"))]
 
     @property

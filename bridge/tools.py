@@ -62,6 +62,7 @@ import jsonschema
 from django.conf import settings
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
+from bridge.metrics import TOOL_ERRORS, TOOL_LATENCY_MS, call_stats
 from calls.tracing import call_span
 from calls.validators import is_public_address
 
@@ -102,7 +103,11 @@ async def run_http_tool(spec: dict[str, Any], arguments_json: str, call_context:
     # Name and outcome only: arguments may hold what the caller said (names, numbers).
     with call_span(f"tool.{name}", kind=SpanKind.CLIENT, tool=name, call_sid=call_context.call_sid,
                    config_id=call_context.config_id, call_id=call_context.call_id) as span:
+        started = time.monotonic()
         output = await _run_http_tool(name, spec, arguments_json, call_context)
+        call_stats.timing(TOOL_LATENCY_MS, (time.monotonic() - started) * 1000)
+        if not output["ok"]:
+            call_stats.count(TOOL_ERRORS)
         span.set_attribute("tool.ok", output["ok"])
         if "status" in output:
             span.set_attribute("http.response.status_code", output["status"])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import statistics
 import uuid
 from collections.abc import Iterable
 from datetime import datetime, timedelta
@@ -372,6 +373,14 @@ def delete_recording_file(name: str) -> None:
         default_storage.delete(name)
     except Exception:  # S3 or disk trouble: the orphan is named in the log for a manual clean-up
         log.exception("could not delete recording %s", name)
+
+
+def median_reply_ms(events: Iterable[dict[str, Any]]) -> int | None:
+    """How long the caller typically waited for the agent's answer: the median of the `reply_ms` the bridge puts
+    on agent transcript events (end of the caller's turn to the answer's first audio; bridge.session)."""
+    waits = [event["data"]["reply_ms"] for event in events
+             if event["kind"] == CallEvent.Kind.AGENT and type(event["data"].get("reply_ms")) is int]
+    return round(statistics.median(waits)) if waits else None
 
 
 def add_events(call_id: int, events: Iterable[dict[str, Any]]) -> int:

@@ -243,6 +243,7 @@ def call_detail(request: HttpRequest, pk: int) -> HttpResponse:
             "call": call,
             "events": events,
             "last_seq": events[-1]["seq"] if events else -1,
+            "reply_ms": services.median_reply_ms(events),
             "errors": [{"code": e["data"].get("code") or e["data"].get("type") or "error", "summary": e["summary"]}
                        for e in events if e["kind"] == CallEvent.Kind.ERROR],
             "nav": "history",

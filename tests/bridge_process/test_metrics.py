@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from bridge import metrics as bm
 from bridge.lifecycle import BridgeState
 from bridge.metrics import CallMetrics
 
@@ -168,3 +169,94 @@ def test_default_writer_is_stdout(capsys: pytest.CaptureFixture[str]) -> None:
     out = capsys.readouterr().out
     assert out.endswith("\n") and out.count("\n") == 1
     check_emf(json.loads(out))
+
+
+# --- the lifecycle metrics (CallStats), published with the periodic line --------------------------------------
+
+EMF_UNITS = {"Count", "Milliseconds"}
+
+
+def check_emf_spec(document: dict[str, Any]) -> None:
+    """The EMF specification's rules for a document with value arrays: every dimension of every dimension set
+    a string member of the root, every metric a number or an array of at most 100 numbers at the root, at most
+    30 dimensions a set and 100 metrics a directive, and no other members in `_aws`."""
+    meta = document["_aws"]
+    assert set(meta) == {"Timestamp", "CloudWatchMetrics"}
+    assert isinstance(meta["Timestamp"], int)
+    for directive in meta["CloudWatchMetrics"]:
+        assert set(directive) == {"Namespace", "Dimensions", "Metrics"}
+        assert len(directive["Metrics"]) <= 100
+        for dimension_set in directive["Dimensions"]:
+            assert len(dimension_set) <= 30
+            for name in dimension_set:
+                assert isinstance(document[name], str) and document[name]
+        for metric in directive["Metrics"]:
+            assert metric["Unit"] in EMF_UNITS
+            value = document[metric["Name"]]
+            if isinstance(value, list):
+                assert 0 < len(value) <= 100 and all(isinstance(v, int | float) for v in value)
+            else:
+                assert isinstance(value, int | float)
+
+
+def test_lifecycle_metrics_go_out_with_the_periodic_line_only() -> None:
+    lines = Lines()
+    stats = bm.CallStats()
+    m = metrics(lines, stats=stats, min_interval_s=0.0)
+    stats.count(bm.CALLS_ENDED, EndReason="caller_hangup")
+    stats.count(bm.CALLS_ENDED, EndReason="caller_hangup")
+    stats.count(bm.CALLS_ENDED, EndReason="upstream_error")
+    stats.timing(bm.OPENAI_CONNECT_MS, 231.6, Engine="realtime")
+    stats.timing(bm.OPENAI_CONNECT_MS, 180, Engine="live")
+    stats.count(bm.BARGE_INS)
+    stats.timing(bm.TIME_TO_FIRST_AGENT_AUDIO_MS, 900)
+    stats.timing(bm.TIME_TO_FIRST_AGENT_AUDIO_MS, 1100)
+    stats.count(bm.FRAMES_DROPPED, 3, Direction="agent")
+    m.on_change(1)  # a change line: counters of starts/ends only
+    assert len(lines.docs) == 1
+    m.emit()
+    docs = lines.docs[1:]
+    for doc in docs:
+        check_emf_spec(doc)
+        assert doc["Stage"] == "prod" and doc["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "VoiceOps"
+    by_dims = {tuple(doc["_aws"]["CloudWatchMetrics"][0]["Dimensions"][0]): [] for doc in docs}
+    for doc in docs:
+        by_dims[tuple(doc["_aws"]["CloudWatchMetrics"][0]["Dimensions"][0])].append(doc)
+    assert set(by_dims) == {("Stage",), ("Stage", "Direction"), ("Stage", "EndReason"), ("Stage", "Engine")}
+    plain = [doc for doc in by_dims[("Stage",)] if "BargeIns" in doc]
+    assert len(plain) == 1 and plain[0]["BargeIns"] == 1 and plain[0]["TimeToFirstAgentAudioMs"] == [900, 1100]
+    units = {m["Name"]: m["Unit"] for m in plain[0]["_aws"]["CloudWatchMetrics"][0]["Metrics"]}
+    assert units == {"BargeIns": "Count", "TimeToFirstAgentAudioMs": "Milliseconds"}
+    ended = {doc["EndReason"]: doc["CallsEnded"] for doc in by_dims[("Stage", "EndReason")]}
+    assert ended == {"caller_hangup": 2, "upstream_error": 1}
+    connect = {doc["Engine"]: doc["OpenAIConnectMs"] for doc in by_dims[("Stage", "Engine")]}
+    assert connect == {"realtime": [232], "live": [180]}
+    (dropped,) = by_dims[("Stage", "Direction")]
+    assert dropped["Direction"] == "agent" and dropped["FramesDropped"] == 3
+    # Flushed: the next periodic line carries no lifecycle documents.
+    count = len(lines.raw)
+    m.emit()
+    assert len(lines.raw) == count + 1
+
+
+def test_more_than_100_timings_split_into_several_documents() -> None:
+    lines = Lines()
+    stats = bm.CallStats()
+    m = metrics(lines, stats=stats)
+    for ms in range(250):
+        stats.timing(bm.REPLY_LATENCY_MS, ms)
+    stats.count(bm.TOOL_ERRORS)
+    m.emit()
+    docs = lines.docs[1:]
+    assert [len(doc["ReplyLatencyMs"]) for doc in docs] == [100, 100, 50]
+    assert [doc.get("ToolErrors") for doc in docs] == [1, None, None]  # counted once
+    assert [ms for doc in docs for ms in doc["ReplyLatencyMs"]] == list(range(250))
+    for doc in docs:
+        check_emf_spec(doc)
+
+
+def test_stats_record_nothing_until_published() -> None:
+    stats = bm.CallStats()
+    stats.count(bm.BARGE_INS)
+    stats.timing(bm.TOOL_LATENCY_MS, 5)
+    assert stats.documents("VoiceOps", "dev", 0) == []

@@ -9,7 +9,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from calls import stream_token
-from calls.models import AgentConfig, Call
+from calls.models import AgentConfig, Call, CallEvent
 from calls.templatetags.voiceops import duration, mmss
 from tests.web.helpers import make_call
 
@@ -143,6 +143,18 @@ def test_call_detail_shows_the_conversation(admin_client, finished_call):
     assert "+14155550123" in html  # the full number on the detail page; masked only in lists
     assert '<script id="vo-labels" type="application/json">' in html
     assert '<dd id="call-cost" class="num" title="Estimated OpenAI cost, from calls/prices.toml">$0.1234</dd>' in html
+
+
+def test_call_detail_shows_the_median_reply_latency(admin_client, finished_call):
+    url = reverse("dashboard:call", args=[finished_call.pk])
+    assert '<dd id="call-reply" class="num"' in (html := admin_client.get(url).content.decode())
+    assert ">—</dd>" in html.split('id="call-reply"')[1][:200]  # no measured reply: a dash
+    last = finished_call.events.order_by("seq").last().seq
+    for n, ms in enumerate([900, 400, 1300, 700]):
+        CallEvent.objects.create(call=finished_call, seq=last + 1 + n, kind=CallEvent.Kind.AGENT, t_ms=90000 + n,
+                                 text="Sure.", data={"item_id": f"i{n}", "reply_ms": ms})
+    html = admin_client.get(url).content.decode()
+    assert ">800 ms</dd>" in html.split('id="call-reply"')[1][:200]  # the median of 400, 700, 900, 1300
 
 
 def test_unknown_call_is_404(admin_client, db):

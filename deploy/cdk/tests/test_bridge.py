@@ -116,6 +116,8 @@ def test_autoscaling_tracks_cpu_memory_and_active_calls(each: Synth) -> None:
     assert metric["Namespace"] == "VoiceOps" and metric["MetricName"] == "ActiveCalls"
     assert metric["Dimensions"] == [{"Name": "Stage", "Value": each.settings.stage}]
     assert custom[0]["TargetValue"] == each.settings.active_calls_target
+    # docs/perf.md measured 79 calls on a 1 vCPU / 2 GB task: scaling aims at 60 % of that.
+    assert each.settings.calls_per_task == 79 and custom[0]["TargetValue"] == 47
 
 
 def test_task_does_not_protect_itself_and_publishes_its_metric(each: Synth) -> None:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import re
+
 from conftest import Synth
 from helpers import containers, env_of, only, resources, statements, text
 from voiceops_cdk.config import SECRET_NAMES
@@ -210,3 +213,60 @@ def test_alarms_without_slack_or_email_warn_at_synth(dev: Synth, prod: Synth) ->
     warning = Match.string_like_regexp("reach nobody")
     Annotations.from_stack(dev.voiceops.observability).has_warning("*", warning)
     Annotations.from_stack(prod.voiceops.observability).has_no_warning("*", warning)  # prod has Slack
+
+
+def test_call_alarms_watch_what_the_bridge_publishes(each: Synth) -> None:
+    """Issue 9 §1: upstream errors, calls they ended, a slow first answer and failing tools page, on the
+    namespace, names and dimensions the bridge's EMF lines carry (voiceops_cdk.metric_names)."""
+    alarms = _alarms(each)
+    stage = {"Name": "Stage", "Value": each.settings.stage}
+    expected = {
+        "upstream-errors": ("UpstreamErrors", [stage], "Sum"),
+        "calls-ended-by-upstream-error": ("CallsEnded", [stage, {"Name": "EndReason", "Value": "upstream_error"}],
+                                          "Sum"),
+        "first-agent-audio-slow": ("TimeToFirstAgentAudioMs", [stage], "p90"),
+        "tool-errors": ("ToolErrors", [stage], "Sum"),
+    }
+    for name, (metric, dimensions, statistic) in expected.items():
+        alarm = alarms[name]
+        assert alarm["Namespace"] == "VoiceOps" and alarm["MetricName"] == metric
+        assert sorted(alarm["Dimensions"], key=lambda d: d["Name"]) == sorted(dimensions, key=lambda d: d["Name"])
+        assert alarm.get("Statistic", alarm.get("ExtendedStatistic")) == statistic
+        assert alarm["TreatMissingData"] == "notBreaching"  # no calls, no data: not an outage
+    assert alarms["first-agent-audio-slow"]["Threshold"] == 3000
+    assert alarms["first-agent-audio-slow"]["EvaluationPeriods"] == 3
+
+
+def test_calls_dashboard_shows_every_call_metric(each: Synth) -> None:
+    dashboard = only(each.template("observability"), "AWS::CloudWatch::Dashboard")["Properties"]
+    assert dashboard["DashboardName"] == f"{each.settings.name_prefix}-calls"
+    body = json.loads(body_text(dashboard["DashboardBody"]))
+    shown: set[str] = set()
+    searched: set[tuple[str, str]] = set()
+    for widget in body["widgets"]:
+        for line in widget["properties"].get("metrics", []):
+            if isinstance(line[-1], dict) and "expression" in line[-1]:
+                found = re.search(r"\{VoiceOps,Stage,(\w+)\} MetricName=\"(\w+)\" Stage=\"(\w+)\"",
+                                  line[-1]["expression"])
+                assert found and found[3] == each.settings.stage, line
+                searched.add((found[2], found[1]))
+            else:
+                namespace, metric, *rest = [part for part in line if not isinstance(part, dict)]
+                assert namespace == "VoiceOps" and rest == ["Stage", each.settings.stage], line
+                shown.add(metric)
+    assert shown == {
+        "ActiveCalls", "CallsStarted", "CallsEnded", "TimeToFirstAgentAudioMs", "ReplyLatencyMs", "UpstreamErrors",
+        "BargeIns", "ToolErrors", "ToolLatencyMs", "WebhookCallsReceived", "WebhookSignatureFailures",
+        "WebhookErrors",
+    }
+    assert searched == {("CallsEnded", "EndReason"), ("OpenAIConnectMs", "Engine"), ("FramesDropped", "Direction")}
+    assert any(widget["type"] == "alarm" for widget in body["widgets"])
+
+
+def body_text(body: object) -> str:
+    """The dashboard body is an Fn::Join of literal strings and the region/alarm ARNs: keep the literals, put
+    a placeholder string for the rest."""
+    if isinstance(body, str):
+        return body
+    parts = body["Fn::Join"][1]  # type: ignore[index]
+    return "".join(part if isinstance(part, str) else "x" for part in parts)

@@ -14,6 +14,7 @@ from aws_cdk import Aws
 from constructs import Node
 
 from voiceops_cdk.adot import adot_python_layer_arn
+from voiceops_cdk.metric_names import Bridge
 
 STAGES = ("dev", "prod")
 WEB_PLATFORMS = ("fargate", "apprunner")
@@ -25,7 +26,7 @@ SECRET_NAMES = ("DJANGO_SECRET_KEY", "TWILIO_ACCOUNT_SID", "TWILIO_AUTH_TOKEN", 
 
 # The bridge's active-calls metric (published by the bridge process itself, one data point per task).
 METRIC_NAMESPACE = "VoiceOps"
-ACTIVE_CALLS_METRIC = "ActiveCalls"
+ACTIVE_CALLS_METRIC = Bridge.ACTIVE_CALLS
 
 # Fargate's hard ceiling for a container's stopTimeout.
 FARGATE_MAX_STOP_TIMEOUT_S = 120
@@ -46,7 +47,7 @@ class DeploySettings:
     region: str = "us-east-1"
     github_repository: str = "example-org/voiceops"
     drain_timeout_s: int = 110
-    calls_per_task: int = 40
+    calls_per_task: int = 79  # measured: a 1 vCPU / 2 GB task holds 79 calls with headroom (docs/perf.md)
     bridge_min_tasks: int = 2
     bridge_max_tasks: int = 10
     web_min_tasks: int = 1
@@ -203,7 +204,7 @@ def settings_from_context(node: Node) -> DeploySettings:
         web_platform=web_platform,
         github_repository=repo,
         drain_timeout_s=_ctx_int(node, "drain_timeout_s", 110),
-        calls_per_task=_ctx_int(node, "calls_per_task", 40),
+        calls_per_task=_ctx_int(node, "calls_per_task", DeploySettings.calls_per_task),
         bridge_min_tasks=_ctx_int(node, "bridge_min_tasks", 2 if prod else 1),
         bridge_max_tasks=_ctx_int(node, "bridge_max_tasks", 20 if prod else 3),
         web_min_tasks=_ctx_int(node, "web_min_tasks", 2 if prod else 1),

@@ -6,6 +6,10 @@ stays at 0): API Gateway's 5xx and latency catch it. ECS services whose running 
 count (a crash loop, no capacity) page too, as do Redis (the channel layer) and RDS running out of CPU, memory,
 storage or connections.
 
+The calls themselves are watched through the metrics the bridge and the webhook publish (EMF lines, names in
+voiceops_cdk.metric_names): upstream (OpenAI) errors, calls ended by them, slow first answers and failing
+tools page; a dashboard (`<prefix>-calls`) shows every call metric.
+
 Everything watched is found by name or through SSM (voiceops_cdk.links), never by an import, so the watched
 stacks can replace or drop resources (switching web_platform drops the web target group) without an export
 in use blocking them.
@@ -29,6 +33,7 @@ from voiceops_cdk import links
 from voiceops_cdk.bridge import active_calls_metric
 from voiceops_cdk.config import METRIC_NAMESPACE, DeploySettings
 from voiceops_cdk.data import db_max_connections
+from voiceops_cdk.metric_names import UPSTREAM_ERROR_REASON, Bridge, Webhook
 from voiceops_cdk.nag import acknowledge
 
 BRIDGE_ERRORS_METRIC = "BridgeErrors"
@@ -39,6 +44,7 @@ NO_RECIPIENT_WARNING = (
 FIVE_MIN = Duration.minutes(5)
 ONE_MIN = Duration.minutes(1)
 GIB = 1024**3
+FIRST_AUDIO_P90_ALARM_MS = 3000  # the caller hears silence this long after answering: the greeting is late
 
 
 class ObservabilityStack(Stack):
@@ -67,6 +73,8 @@ class ObservabilityStack(Stack):
         self._webhook()
         self._database()
         self._redis()
+        self._calls()
+        self.dashboard = self._dashboard()
         self.alarm(
             "active-calls-near-capacity",
             active_calls_metric(settings, "Average"),
@@ -305,3 +313,99 @@ class ObservabilityStack(Stack):
                 1,
                 "Redis evicted keys: channel-layer messages (call events) were lost",
             )
+
+    # --- the calls (the bridge's and the webhook's own metrics) -------------------------------------------
+    def call_metric(self, name: str, statistic: str = "Sum", period: Duration = FIVE_MIN, label: str | None = None,
+                    **dimensions: str) -> cloudwatch.Metric:
+        return cloudwatch.Metric(
+            namespace=METRIC_NAMESPACE,
+            metric_name=name,
+            dimensions_map={Bridge.STAGE: self.settings.stage, **dimensions},
+            statistic=statistic,
+            period=period,
+            label=label,
+        )
+
+    def _calls(self) -> None:
+        self.alarm(
+            "upstream-errors",
+            self.call_metric(Bridge.UPSTREAM_ERRORS),
+            5,
+            "OpenAI errors on calls (connect failures, dropped sessions, error events, failed responses): "
+            ">= 5 in 5 minutes",
+        )
+        self.alarm(
+            "calls-ended-by-upstream-error",
+            self.call_metric(Bridge.CALLS_ENDED, **{Bridge.END_REASON: UPSTREAM_ERROR_REASON}),
+            3,
+            "Calls cut short because OpenAI failed (the caller heard an apology): >= 3 in 5 minutes",
+        )
+        self.alarm(
+            "first-agent-audio-slow",
+            self.call_metric(Bridge.TIME_TO_FIRST_AGENT_AUDIO_MS, "p90"),
+            FIRST_AUDIO_P90_ALARM_MS,
+            f"p90 time from stream start to the agent's first audio >= {FIRST_AUDIO_P90_ALARM_MS} ms for 15 "
+            "minutes: callers wait in silence (OpenAI slow to connect or answer, bridge overloaded)",
+            periods=3,
+        )
+        self.alarm(
+            "tool-errors",
+            self.call_metric(Bridge.TOOL_ERRORS),
+            5,
+            "HTTP tools failing during calls (timeouts, errors, refused addresses): >= 5 in 5 minutes",
+        )
+
+    def _search(self, name: str, dimension: str, statistic: str) -> cloudwatch.MathExpression:
+        """One line per value of `dimension` (end reasons, engines, directions): no list to keep in step."""
+        return cloudwatch.MathExpression(
+            expression=(
+                f"SEARCH('{{{METRIC_NAMESPACE},{Bridge.STAGE},{dimension}}} MetricName=\"{name}\" "
+                f"{Bridge.STAGE}=\"{self.settings.stage}\"', '{statistic}', 300)"
+            ),
+            using_metrics={},
+            label="",
+            period=FIVE_MIN,
+        )
+
+    def _dashboard(self) -> cloudwatch.Dashboard:
+        m = self.call_metric
+        one = ONE_MIN
+
+        def graph(title: str, left: list[cloudwatch.IMetric], unit: str = "") -> cloudwatch.GraphWidget:
+            return cloudwatch.GraphWidget(title=title, left=left, width=8, height=6,
+                                          left_y_axis=cloudwatch.YAxisProps(label=unit, show_units=False, min=0))
+
+        def percentiles(name: str) -> list[cloudwatch.IMetric]:
+            return [m(name, "p50", label="p50"), m(name, "p90", label="p90"), m(name, "p99", label="p99")]
+
+        dashboard = cloudwatch.Dashboard(self, "CallsDashboard", dashboard_name=f"{self.settings.name_prefix}-calls")
+        dashboard.add_widgets(
+            graph("Active calls", [m(Bridge.ACTIVE_CALLS, "Sum", one, "all tasks"),
+                                   m(Bridge.ACTIVE_CALLS, "Average", one, "per task")], "calls"),
+            graph("Calls started / ended", [m(Bridge.CALLS_STARTED, label="started"),
+                                            m(Bridge.CALLS_ENDED, label="ended")], "calls / 5 min"),
+            graph("Calls ended by reason", [self._search(Bridge.CALLS_ENDED, Bridge.END_REASON, "Sum")],
+                  "calls / 5 min"),
+        )
+        dashboard.add_widgets(
+            graph("Time to first agent audio", percentiles(Bridge.TIME_TO_FIRST_AGENT_AUDIO_MS), "ms"),
+            graph("Reply latency (end of the caller's turn to the answer's audio)",
+                  percentiles(Bridge.REPLY_LATENCY_MS), "ms"),
+            graph("OpenAI connect time (p90 by engine)",
+                  [self._search(Bridge.OPENAI_CONNECT_MS, Bridge.ENGINE, "p90")], "ms"),
+        )
+        dashboard.add_widgets(
+            graph("Upstream errors / barge-ins", [m(Bridge.UPSTREAM_ERRORS, label="upstream errors"),
+                                                  m(Bridge.BARGE_INS, label="barge-ins")], "/ 5 min"),
+            graph("Tools", [m(Bridge.TOOL_ERRORS, label="errors"),
+                            m(Bridge.TOOL_LATENCY_MS, "p90", label="latency p90 (ms)")]),
+            graph("Frames dropped by direction", [self._search(Bridge.FRAMES_DROPPED, Bridge.DIRECTION, "Sum")],
+                  "frames / 5 min"),
+        )
+        dashboard.add_widgets(
+            graph("Webhook", [m(Webhook.CALLS_RECEIVED, label="calls received"),
+                              m(Webhook.SIGNATURE_FAILURES, label="signature failures"),
+                              m(Webhook.ERRORS, label="errors")], "/ 5 min"),
+            cloudwatch.AlarmStatusWidget(title="Alarms", alarms=list(self.alarms.values()), width=16, height=6),
+        )
+        return dashboard
