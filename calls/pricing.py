@@ -398,7 +398,7 @@ class Deployment:
 
 STAGES = ("dev", "prod")
 INTERFACE_ENDPOINT_SERVICES = 6
-DEFAULT_CALLS_PER_TASK = 40  # config.py's default until docs/perf.md gives a measured figure
+DEFAULT_CALLS_PER_TASK = 79  # config.py calls_per_task: what one 1 vCPU / 2 GB bridge task holds (docs/perf.md)
 
 
 def deployment(stage: str, *, endpoints: bool = False, calls_per_task: int = DEFAULT_CALLS_PER_TASK) -> Deployment:

@@ -237,7 +237,7 @@ def test_forecast_for_live_and_endpoints(run, default_config):
 
 def test_forecast_warns_when_the_bridge_cannot_scale_that_far(run, default_config):
     # 400,000 x 3 min over 220 busy hours = 90.9 concurrent calls; 24 a task at target -> 4 tasks, dev allows 3.
-    out, _ = run("estimate_cost", "--calls", "400000", "--minutes", "3", "--stage", "dev")
+    out, _ = run("estimate_cost", "--calls", "400000", "--minutes", "3", "--stage", "dev", "--calls-per-task", "40")
     assert "WARNING: the busy hours need 4 bridge tasks, more than bridge_max_tasks (3)" in out
 
 

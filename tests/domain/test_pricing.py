@@ -198,17 +198,18 @@ def test_variable_aws_from_the_audio_on_the_wire(table):
     assert lines["Lambda webhook"] == D("0.0012") + 600 * D("0.0000166667")
     assert lines["API Gateway (HTTP API)"] == D("0.006")
     assert lines["CloudWatch logs (calls)"] == D("0.015")  # 3,000 x 10 kB = 0.03 GB x $0.50
-    assert lines["Fargate bridge above minimum (40 calls/task)"] == 0
+    assert lines["Fargate bridge above minimum (79 calls/task)"] == 0
 
 
 def test_bridge_tasks_scale_with_concurrent_calls_in_the_busy_hours(table):
-    deploy = pricing.deployment("prod")
+    deploy = pricing.deployment("prod", calls_per_task=40)
     # 1,000,000 calls x 3 min = 50,000 h over 220 busy hours = 227.3 concurrent calls; 24 a task at the 60 %
     # target → 10 tasks, 8 above the 2 minimum, for 220 h: 1,760 task-hours x $0.04937.
     work = pricing.Workload(calls=1_000_000, minutes=D(3))
     assert pricing.bridge_tasks_needed(deploy, work) == 10
     assert items(table, deploy, work)["Fargate bridge above minimum (40 calls/task)"] == D("86.8912")
-    # A measured capacity of 100 calls a task (60 at target) needs 4.
+    # The default, 79 calls a task (47.4 at target), needs 5; a capacity of 100 (60 at target) needs 4.
+    assert pricing.bridge_tasks_needed(pricing.deployment("prod"), work) == 5
     assert pricing.bridge_tasks_needed(pricing.deployment("prod", calls_per_task=100), work) == 4
 
 
