@@ -16,7 +16,7 @@ def measures(actions: list[cs.Action]) -> list[tuple[str, float]]:
 
 def send_agent_audio(session: cs.CallSession, item_id: str, now: float) -> list[cs.Action]:
     """What the consumer does: the audio goes to Twilio, then (while awaited) `agent_audio_sent`."""
-    assert session.agent_audio(ev.AgentAudio(payload(160), item_id)) is not None
+    assert session.agent_audio(ev.AgentAudio(payload(160), item_id), now) is not None
     return session.agent_audio_sent(now) if session.awaiting_agent_audio else []
 
 
@@ -67,7 +67,7 @@ def test_caller_frames_lost_from_a_full_early_audio_buffer_are_counted():
     session = make_session()
     session.start(T0, api_key_set=True)
     for _ in range(cs.EARLY_AUDIO_FRAMES + 7):
-        assert session.caller_audio(payload(160)) is None
+        assert session.caller_audio(payload(160), 0) is None
     session.end(Call.EndReason.CALLER_HANGUP, T0 + 1, close_twilio=False)
     assert [(m.name, m.value, m.dimensions) for m in of(session.finished(T0 + 1, None), cs.Measure)] == [
         (metrics.FRAMES_DROPPED, 7, ((metrics.DIRECTION, "caller"),))
