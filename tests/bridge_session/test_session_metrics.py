@@ -55,7 +55,7 @@ def test_barge_in_counts_and_the_suppressed_audio_is_reported_as_dropped_at_the_
     actions = session.on_event(ev.CallerSpeechStarted(), T0 + 2)
     assert measures(actions) == [(metrics.BARGE_INS, 1)]
     for _ in range(3):
-        assert session.agent_audio(ev.AgentAudio(payload(160), "greet")) is None
+        assert session.agent_audio(ev.AgentAudio(payload(160), "greet"), T0 + 2) is None
     session.end(Call.EndReason.CALLER_HANGUP, T0 + 3, close_twilio=False)
     finished = session.finished(T0 + 3, None)
     assert [(m.name, m.value, m.dimensions) for m in of(finished, cs.Measure)] == [
