@@ -48,7 +48,6 @@ Standalone: `python -m calls.simulators.live_server --port 8766`.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import base64
 import binascii
@@ -82,6 +81,7 @@ from .realtime_server import (
     ToolCall,
     Turn,
     agent_audio,
+    run_standalone,
 )
 from .validation import InvalidClientEvent, validate_live_client_event
 
@@ -756,31 +756,7 @@ class LiveSimulator(RealtimeSimulator):
 
 def main(argv: list[str] | None = None) -> None:
     """Run the simulator standalone, e.g. for `OPENAI_LIVE_URL=ws://127.0.0.1:8766/v1/live/sessions`."""
-    parser = argparse.ArgumentParser(description="OpenAI GPT-Live simulator (loopback WebSocket server).")
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8766)
-    parser.add_argument("--speed", type=float, default=1.0, help="audio pacing; 0 = as fast as possible")
-    parser.add_argument("--first-audio-delay-ms", type=int, default=200)
-    parser.add_argument("--chunk-ms", type=int, default=100, help="audio per session.output_audio.delta")
-    parser.add_argument("--reply", action="append", default=[], help="scripted reply text (repeatable)")
-    parser.add_argument("--no-record", action="store_true", help="keep no per-event records (load tests)")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    script = Script(turns=[Reply(text) for text in args.reply])
-    pacing = Pacing(chunk_ms=args.chunk_ms, speed=args.speed or None, first_audio_delay_ms=args.first_audio_delay_ms)
-    sim = LiveSimulator(script=script, pacing=pacing, record=not args.no_record)
-
-    async def run() -> None:
-        async with sim.serve(args.host, args.port) as url:
-            logger.info("GPT-Live simulator listening on %s (set OPENAI_LIVE_URL to it)", url)
-            try:
-                await asyncio.Future()
-            finally:
-                logger.info("stopping: %d session(s), %d client error(s)", len(sim.sessions), len(sim.errors))
-
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(run())
-
+    run_standalone(LiveSimulator, "GPT-Live", "OPENAI_LIVE_URL", 8766, argv)
 
 if __name__ == "__main__":
     main()

@@ -1286,25 +1286,26 @@ def _counts_to_text(sim: RealtimeSimulator) -> str:
     return f"{len(sim.sessions)} session(s), {len(sim.errors)} client error(s)"
 
 
-def main(argv: list[str] | None = None) -> None:
-    """Run the simulator standalone, e.g. for `OPENAI_REALTIME_URL=ws://127.0.0.1:8765/v1/realtime`."""
-    parser = argparse.ArgumentParser(description="OpenAI Realtime GA simulator (loopback WebSocket server).")
+def run_standalone(simulator_class: type[RealtimeSimulator], name: str, url_setting: str, default_port: int,
+                   argv: list[str] | None = None) -> None:
+    """The command line of a simulator run on its own (this one and the GPT-Live one)."""
+    parser = argparse.ArgumentParser(description=f"OpenAI {name} simulator (loopback WebSocket server).")
     parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8765)
+    parser.add_argument("--port", type=int, default=default_port)
     parser.add_argument("--speed", type=float, default=1.0, help="audio pacing; 0 = as fast as possible")
     parser.add_argument("--first-audio-delay-ms", type=int, default=200)
-    parser.add_argument("--chunk-ms", type=int, default=100, help="audio per response.output_audio.delta")
+    parser.add_argument("--chunk-ms", type=int, default=100, help="audio per output audio delta")
     parser.add_argument("--reply", action="append", default=[], help="scripted reply text (repeatable)")
     parser.add_argument("--no-record", action="store_true", help="keep no per-event records (load tests)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     script = Script(turns=[Reply(text) for text in args.reply])
     pacing = Pacing(chunk_ms=args.chunk_ms, speed=args.speed or None, first_audio_delay_ms=args.first_audio_delay_ms)
-    sim = RealtimeSimulator(script=script, pacing=pacing, record=not args.no_record)
+    sim = simulator_class(script=script, pacing=pacing, record=not args.no_record)
 
     async def run() -> None:
         async with sim.serve(args.host, args.port) as url:
-            logger.info("Realtime simulator listening on %s (set OPENAI_REALTIME_URL to it)", url)
+            logger.info("%s simulator listening on %s (set %s to it)", name, url, url_setting)
             try:
                 await asyncio.Future()
             finally:
@@ -1313,6 +1314,10 @@ def main(argv: list[str] | None = None) -> None:
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(run())
 
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the simulator standalone, e.g. for `OPENAI_REALTIME_URL=ws://127.0.0.1:8765/v1/realtime`."""
+    run_standalone(RealtimeSimulator, "Realtime GA", "OPENAI_REALTIME_URL", 8765, argv)
 
 if __name__ == "__main__":
     main()
