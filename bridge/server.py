@@ -78,11 +78,15 @@ def listen(host: str, port: int) -> socket.socket:
 
 
 INVALID_UTF8_REASON = "invalid UTF-8 in a text message"
+CLOSE_LINGER_S = 1.0  # after refusing a bad frame, how long its remaining bytes are read and discarded
 
 
 class _MediaStreamsProtocol(WebSocketsSansIOProtocol):
-    """uvicorn's websockets-sansio protocol, whose 1007 close for a text message with invalid UTF-8 carries no
-    reason: the peer is told why. Set up once per connection; nothing changes per message."""
+    """uvicorn's websockets-sansio protocol with two mends, neither on the per-message path:
+    - its 1007 close for a text message with invalid UTF-8 carries no reason: the peer is told why;
+    - when a bad frame (too big, invalid) arrives in the same read as good ones before it, uvicorn drops the good
+      ones: a `start` followed at once by an oversized frame left a call that never started and was never
+      finalised. Here the messages before the bad frame reach the app first, then the close."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -92,6 +96,28 @@ class _MediaStreamsProtocol(WebSocketsSansIOProtocol):
             send_close(code, reason or (INVALID_UTF8_REASON if code == 1007 else ""))
 
         self.conn.send_close = send_close_with_reason  # type: ignore[method-assign]
+
+    def data_received(self, data: bytes) -> None:
+        self.conn.receive_data(data)
+        if self.conn.parser_exc is not None:
+            if not self.close_sent:  # later data of a failed connection: the parser discards it
+                self.handle_events()  # what arrived before the bad frame
+                self._fail()
+            return
+        self.handle_events()
+
+    def _fail(self) -> None:
+        assert self.conn.close_sent is not None
+        close = self.conn.close_sent
+        self.queue.put_nowait({"type": "websocket.disconnect", "code": close.code, "reason": close.reason})
+        self.transport.write(b"".join(self.conn.data_to_send()))
+        self.close_sent = True
+        # Closing now, with the rest of the peer's bad message still arriving, resets the connection (RST) and
+        # the peer may never read the close frame: read and discard for a moment, then close.
+        if self.read_paused:
+            self.read_paused = False
+            self.transport.resume_reading()
+        asyncio.get_running_loop().call_later(CLOSE_LINGER_S, self.transport.close)
 
 
 class _UvicornServer(uvicorn.Server):
