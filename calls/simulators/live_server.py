@@ -691,6 +691,8 @@ class LiveSimulator(RealtimeSimulator):
     """A GPT-Live double (see the module docstring). The server plumbing (serve, thread mode, fault switch,
     session bookkeeping) is the Realtime simulator's; the handshake and the sessions are Live's."""
 
+    session_class = LiveSession
+
     def __init__(
         self,
         script: Script | None = None,
@@ -733,18 +735,6 @@ class LiveSimulator(RealtimeSimulator):
             return reject(HTTPStatus.BAD_REQUEST, "The Live URL takes no query parameters; put the model in "
                                                   "session.start.")
         return None
-
-    async def _handler(self, ws: ServerConnection) -> None:
-        session = LiveSession(self, ws, ws.request)  # type: ignore[arg-type]
-        self.sessions.append(session)
-        self.total_sessions += 1
-        excess = len(self.sessions) - self._max_sessions_kept
-        if excess > 0:
-            forget = {id(s) for s in [s for s in self.sessions if s.ended.is_set()][:excess]}
-            self.sessions = [s for s in self.sessions if id(s) not in forget]
-        if self._session_added is not None:
-            self._session_added.set()
-        await session.run()
 
     @contextlib.asynccontextmanager
     async def serve(self, host: str = "127.0.0.1", port: int = 0) -> AsyncIterator[str]:

@@ -1124,6 +1124,8 @@ class _ActiveResponse:
 class RealtimeSimulator:
     """A Realtime API double. See the module docstring."""
 
+    session_class: type[Any] = SimSession  # one connection's protocol; the GPT-Live simulator has its own
+
     def __init__(
         self,
         script: Script | None = None,
@@ -1194,7 +1196,7 @@ class RealtimeSimulator:
         return None
 
     async def _handler(self, ws: ServerConnection) -> None:
-        session = SimSession(self, ws, ws.request)  # type: ignore[arg-type]
+        session = self.session_class(self, ws, ws.request)  # type: ignore[arg-type]
         self.sessions.append(session)
         self.total_sessions += 1
         excess = len(self.sessions) - self._max_sessions_kept

@@ -108,18 +108,7 @@ def validate_server_event(event: dict[str, Any], *, allow_extras: bool = False) 
     """Parse a server event with the `openai` types (used by tests to keep the simulator honest).
 
     Raises `ValueError` when it does not parse or (unless `allow_extras`) carries unknown keys."""
-    adapter = _SERVER_EVENT_ADAPTERS.get(str(event.get("type")))
-    if adapter is None:
-        raise ValueError(f"unknown server event type {event.get('type')!r}")
-    try:
-        parsed = adapter.validate_python(event)
-    except pydantic.ValidationError as exc:
-        raise ValueError(f"invalid server event {event.get('type')!r}: {exc}") from exc
-    if not allow_extras:
-        extras = list(iter_extras(parsed))
-        if extras:
-            raise ValueError(f"server event {event.get('type')!r} has unknown keys: {extras}")
-    return parsed
+    return _parse_event(event, _SERVER_EVENT_ADAPTERS, "server event", allow_extras)
 
 
 # --- GPT-Live (`openai.types.live`) ----------------------------------------------------------------
