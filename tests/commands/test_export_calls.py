@@ -161,14 +161,16 @@ def test_unwritable_output_is_a_command_error(make_call, run, tmp_path):
         run("export_calls", "--output", str(tmp_path / "missing" / "calls.jsonl"))
 
 
-def test_jsonl_and_csv_carry_the_direction_and_the_recording_when_present(make_call, run):
+def test_jsonl_and_csv_carry_the_direction_engine_and_the_recording_when_present(make_call, run):
     inbound = make_call()
-    outbound = make_call(direction=Call.Direction.OUTBOUND, recording="recordings/2026/11/call.wav")
+    outbound = make_call(direction=Call.Direction.OUTBOUND, recording="recordings/2026/11/call.wav", engine="live")
 
     out, _ = run("export_calls", "--format", "jsonl")
 
     records = {r["call_sid"]: r for r in jsonl(out)}
     assert records[inbound.twilio_call_sid]["direction"] == "inbound"
+    assert records[inbound.twilio_call_sid]["engine"] == "realtime"  # a call from before engines: Realtime
+    assert records[outbound.twilio_call_sid]["engine"] == "live"
     assert "recording" not in records[inbound.twilio_call_sid]
     assert records[outbound.twilio_call_sid]["direction"] == "outbound"
     assert records[outbound.twilio_call_sid]["recording"] == "recordings/2026/11/call.wav"
@@ -176,3 +178,4 @@ def test_jsonl_and_csv_carry_the_direction_and_the_recording_when_present(make_c
     out, _ = run("export_calls", "--format", "csv")
     rows = {row["call_sid"]: row for row in csv.DictReader(io.StringIO(out))}
     assert rows[outbound.twilio_call_sid]["direction"] == "outbound"
+    assert rows[outbound.twilio_call_sid]["engine"] == "live"

@@ -22,13 +22,14 @@ from django.db.models import Prefetch, QuerySet
 
 from calls.management.commands._maintenance import parse_window
 from calls.models import Call, CallEvent
-from calls.services import mask_phone
+from calls.services import call_engine, mask_phone
 
 CSV_COLUMNS = [
     "call_sid",
     "from_number",
     "to_number",
     "direction",
+    "engine",
     "config_id",
     "config_name",
     "config_revision",
@@ -83,6 +84,7 @@ def call_record(call: Call, mask_numbers: bool = False) -> dict[str, Any]:
         "from_number": number(call.from_number),
         "to_number": number(call.to_number),
         "direction": call.direction,
+        "engine": call_engine(call),
         "config": {
             "id": snapshot.get("config_id", call.agent_config_id),
             "name": snapshot.get("name", call.agent_config.name if call.agent_config else None),
