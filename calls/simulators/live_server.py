@@ -81,6 +81,7 @@ from .realtime_server import (
     ToolCall,
     Turn,
     agent_audio,
+    lose_connection,
     run_standalone,
 )
 from .validation import InvalidClientEvent, validate_live_client_event
@@ -221,12 +222,7 @@ class LiveSession:
         if self._dropping:
             return
         self._dropping = True
-        self.closed_reason = "fault: dropped"
-        if self.sim.faults.abrupt:
-            self.ws.transport.abort()
-        else:
-            await self.ws.close(1011, "internal error")
-        raise ConnectionClosed(None, None)
+        await lose_connection(self, self.sim.faults.abrupt)
 
     async def _error(self, message: str, code: str, param: str | None, client_event_id: str | None) -> None:
         error: dict[str, Any] = {"type": "invalid_request_error", "code": code, "message": message}

@@ -240,6 +240,16 @@ class _Item:
     audio_ms: float = 0.0
 
 
+async def lose_connection(session: Any, abrupt: bool) -> None:
+    """A session's fault: lose the connection the way a network failure (`abrupt`) or a server crash would."""
+    session.closed_reason = "fault: dropped"
+    if abrupt:
+        session.ws.transport.abort()
+    else:
+        await session.ws.close(1011, "internal error")
+    raise ConnectionClosed(None, None)
+
+
 class SimSession:
     """One client connection. Public attributes are the record tests assert on."""
 
@@ -361,12 +371,7 @@ class SimSession:
         if self._drop_scheduled:
             return
         self._drop_scheduled = True
-        self.closed_reason = "fault: dropped"
-        if self.sim.faults.abrupt:
-            self.ws.transport.abort()
-        else:
-            await self.ws.close(1011, "internal error")
-        raise ConnectionClosed(None, None)
+        await lose_connection(self, self.sim.faults.abrupt)
 
     async def client_error(
         self,
