@@ -6,15 +6,22 @@ tasks, feeds the session what arrives and runs the actions it returns.
 The audio path does no per-frame logging, database or channel-layer work, and never decodes audio: Twilio's
 base64 μ-law payload goes upstream as-is, the model's base64 μ-law deltas go to Twilio as-is. Everything
 else (transcripts, tool calls, usage) leaves through the event sink, off the audio path.
+
+Both sockets hand their messages over as they arrive and take writes at once (runbridge's server offers Twilio's
+socket so, as the `voiceops.media_path` ASGI extension; `UpstreamConnection` does it for OpenAI's): a frame goes
+through parse, session and write in one callback, with no task switch, queue or lock, and the session's actions
+run without awaiting, so they never interleave with another message's.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 import tempfile
 import time
+from functools import partial
 from typing import Any
 
 from asgiref.sync import sync_to_async
@@ -25,8 +32,7 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 from django.db import DatabaseError, close_old_connections
 from twilio.request_validator import RequestValidator
-from websockets.asyncio.client import ClientConnection
-from websockets.exceptions import ConnectionClosed, InvalidHandshake
+from websockets.exceptions import ConnectionClosed, ConnectionClosedOK, InvalidHandshake
 
 from bridge import session as cs
 from bridge import twilio_media as tw
@@ -34,10 +40,11 @@ from bridge.call_config import CallConfig
 from bridge.engine import AgentAudio, ProtocolError
 from bridge.event_sink import sink
 from bridge.lifecycle import state
+from bridge.media_path import MEDIA_PATH_EXTENSION, MediaPath
 from bridge.metrics import CALLS_ENDED, OPENAI_CONNECT_MS, call_stats
 from bridge.recording import CallRecorder
 from bridge.tools import ToolCallContext, run_http_tool
-from bridge.upstream import engine_for, open_upstream
+from bridge.upstream import UpstreamConnection, engine_for, open_upstream
 from calls import services, stream_token
 from calls.models import Call
 from calls.tracing import INVALID_SPAN, call_span, remote_parent
@@ -77,7 +84,7 @@ class MediaStreamConsumer(AsyncWebsocketConsumer):
     async def connect(self) -> None:
         self.session: cs.CallSession | None = None
         self.stream_sid = ""
-        self.upstream: ClientConnection | None = None
+        self.upstream: UpstreamConnection | None = None
         self.closed = False  # Twilio's socket
         self.end_mark_played = asyncio.Event()
         self.tasks: set[asyncio.Task[Any]] = set()
@@ -91,6 +98,13 @@ class MediaStreamConsumer(AsyncWebsocketConsumer):
             log.warning("stream refused: missing or invalid X-Twilio-Signature on the handshake")
             await self.close(code=CLOSE_UNAUTHORIZED, reason="invalid signature")
             return
+        media_path: MediaPath | None = self.scope.get("extensions", {}).get(MEDIA_PATH_EXTENSION)
+        if media_path is None:  # another ASGI server (e.g. the web app's daphne) cannot write at once
+            log.error("stream refused: media streams are served by `manage.py runbridge`")
+            await self.close(code=CLOSE_UNAVAILABLE, reason="media streams are served by manage.py runbridge")
+            return
+        self._media_path = media_path
+        self._send_twilio = media_path["send_now"]
         await self.accept()
 
     def _handshake_signed(self) -> bool:
@@ -103,44 +117,56 @@ class MediaStreamConsumer(AsyncWebsocketConsumer):
         return RequestValidator(settings.TWILIO_AUTH_TOKEN).validate(settings.BRIDGE_PUBLIC_URL, {}, signature)
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        """What `_twilio_text` leaves: `start` (it waits for the database), anything before it, and bad input."""
         if text_data is None:
             await self._reject(CLOSE_PROTOCOL, "binary frames are not part of the Media Streams protocol")
+            return
+        if self._twilio_text(text_data):
             return
         try:
             message = tw.parse(text_data)
         except tw.ProtocolError as exc:
             await self._reject(CLOSE_PROTOCOL, exc.reason)
             return
-        session = self.session
-        if type(message) is tw.Media:  # the hot path: 50 per second
-            if session is None:
-                await self._reject(CLOSE_PROTOCOL, "media before start")
-                return
-            text = session.caller_audio(message.payload_b64, message.timestamp_ms)
-            if text is not None and self.upstream is not None:
-                try:  # noqa: SIM105 - try/except costs less per frame than contextlib.suppress
-                    await self.upstream.send(text)
-                except ConnectionClosed:
-                    pass  # the upstream task sees the close and ends the call
-            return
         if type(message) is tw.Start:
             await self._on_start(message)
-        elif session is None:
-            return  # connected, or a stray mark/dtmf/stop before start: nothing to act on
-        elif type(message) is tw.Mark:
+        elif type(message) is tw.Media:
+            await self._reject(CLOSE_PROTOCOL, "media before start")
+        # else: connected, or a stray mark/dtmf/stop before start: nothing to act on
+
+    def _twilio_text(self, text: str) -> bool:
+        """Handle one Twilio message of a started call now, without awaiting; False leaves it to `receive` (a
+        malformed message, a second `start`, anything before the call started). The server calls this as a
+        message arrives when none is queued before it."""
+        session = self.session
+        if session is None:
+            return False
+        try:
+            message = tw.parse(text)
+        except tw.ProtocolError:
+            return False
+        kind = type(message)
+        if kind is tw.Media:  # the hot path: 50 per second
+            upstream_text = session.caller_audio(message.payload_b64, message.timestamp_ms)
+            if upstream_text is not None and (self.upstream is None or not self.upstream.send_now(upstream_text)):
+                session.caller_frames_dropped += 1  # the socket is closing or not reading
+        elif kind is tw.Mark:
             if session.on_mark(message.name):
                 self.end_mark_played.set()
-        elif type(message) is tw.Dtmf:
-            await self._run(session.on_dtmf(message.digit, time.monotonic()))
-        elif type(message) is tw.Stop:
-            await self._run(session.end(Call.EndReason.CALLER_HANGUP, time.monotonic(), close_twilio=False))
+        elif kind is tw.Dtmf:
+            self._run(session.on_dtmf(message.digit, time.monotonic()))
+        elif kind is tw.Stop:
+            self._run(session.end(Call.EndReason.CALLER_HANGUP, time.monotonic(), close_twilio=False))
+        elif kind is tw.Start:
+            return False
+        return True
 
     async def disconnect(self, code: int) -> None:
         """Twilio hung up (or the socket dropped): stop the upstream session at once, it is billed."""
         self.closed = True
         if self.session is not None:
             self.session.twilio_closed()
-            await self._run(self.session.end(Call.EndReason.CALLER_HANGUP, time.monotonic(),
+            self._run(self.session.end(Call.EndReason.CALLER_HANGUP, time.monotonic(),
                                              close_twilio=False))
             await self._ended()
 
@@ -184,19 +210,22 @@ class MediaStreamConsumer(AsyncWebsocketConsumer):
         state.add(self)
         log.info("call %s stream %s started (config %s, %s)", call.twilio_call_sid, start.stream_sid,
                  config.config_id, config.engine)
-        await self._run(self.session.start(now, api_key_set=bool(settings.OPENAI_API_KEY)))
+        # From now on Twilio's messages are taken as they arrive, in the call's context (its log fields and trace
+        # span, which the tasks they spawn inherit), not the socket's.
+        self._media_path["set_text_handler"](partial(contextvars.copy_context().run, self._twilio_text))
+        self._run(self.session.start(now, api_key_set=bool(settings.OPENAI_API_KEY)))
 
     # --- running the session's actions --------------------------------------------------------------------
-    async def _run(self, actions: list[cs.Action]) -> None:
+    def _run(self, actions: list[cs.Action]) -> None:
+        """Carry out the session's actions in order and at once: writes go out now, longer work gets a task."""
         for action in actions:
             kind = type(action)
             if kind is cs.SendUpstream:
-                if self.upstream is not None:
-                    with contextlib.suppress(ConnectionClosed):  # the upstream task sees the close
-                        await self.upstream.send(action.text)
+                if self.upstream is not None:  # a closing socket drops it: its reader sees the close
+                    self.upstream.send_now(action.text)
             elif kind is cs.SendTwilio:
                 if not self.closed:
-                    await self.send(text_data=action.text)
+                    self._send_twilio(action.text)
             elif kind is cs.Record:
                 sink.add(self.session.call.pk, action.event, action.live)
             elif kind is cs.Publish:
@@ -206,7 +235,7 @@ class MediaStreamConsumer(AsyncWebsocketConsumer):
             elif kind is cs.OpenUpstream:
                 self._spawn(self._upstream_loop())
             elif kind is cs.FlushEarlyAudio:
-                await self._flush_early_audio()
+                self._flush_early_audio()
             elif kind is cs.StartTimer:
                 self._spawn(self._timer(action.name, action.seconds))
             elif kind is cs.HandOver:
@@ -221,25 +250,24 @@ class MediaStreamConsumer(AsyncWebsocketConsumer):
                 # while the end waits for the goodbye to play and for an engine's close confirmation.
                 self.end_task = self._spawn(self._end(action))
 
-    async def _flush_early_audio(self) -> None:
+    def _flush_early_audio(self) -> None:
         session = self.session
         while (text := session.pop_early_audio()) is not None:
             if self.upstream is not None:
-                with contextlib.suppress(ConnectionClosed):
-                    await self.upstream.send(text)
+                self.upstream.send_now(text)
 
     async def _timer(self, name: str, seconds: float) -> None:
         await asyncio.sleep(seconds)
-        await self._run(self.session.on_timer(name, time.monotonic()))
+        self._run(self.session.on_timer(name, time.monotonic()))
 
     async def _run_tool(self, tool: cs.RunTool) -> None:
         session = self.session
         context = ToolCallContext(call_sid=self._sid, config_id=session.config.config_id, call_id=tool.call_id)
         output = await run_http_tool(tool.spec, tool.arguments, context)
-        await self._run(session.tool_done(tool.call_id, tool.name, output, time.monotonic()))
+        self._run(session.tool_done(tool.call_id, tool.name, output, time.monotonic()))
 
     # --- upstream ---------------------------------------------------------------------------------------
-    async def _connect_upstream(self) -> ClientConnection | None:
+    async def _connect_upstream(self) -> UpstreamConnection | None:
         config = self.session.config
         try:
             started = time.monotonic()
@@ -249,7 +277,7 @@ class MediaStreamConsumer(AsyncWebsocketConsumer):
         except (OSError, InvalidHandshake, TimeoutError) as exc:
             log.error("call %s: OpenAI connect failed: %s", self._sid, type(exc).__name__)
             detail = f"OpenAI connect failed: {type(exc).__name__}"
-            await self._run(self.session.upstream_lost(time.monotonic(), detail))
+            self._run(self.session.upstream_lost(time.monotonic(), detail))
             return None
 
     async def _upstream_loop(self) -> None:
@@ -261,50 +289,67 @@ class MediaStreamConsumer(AsyncWebsocketConsumer):
             await ws.close()
             return
         self.upstream = ws
-        await self._run(session.upstream_open())
+        self._run(session.upstream_open())
         await self._read_upstream(ws)
 
-    async def _read_upstream(self, ws: ClientConnection) -> None:
-        """Read one upstream socket until it closes; a close that the call did not ask for ends the call."""
+    async def _read_upstream(self, ws: UpstreamConnection) -> None:
+        """Take one upstream socket's messages (in `_upstream_text`) until it closes; a close that the call did
+        not ask for ends the call."""
         session = self.session
-        engine = session.engine
-        detail = ""
+        ws.activate(partial(self._upstream_text, ws))
         try:
-            async for text in ws:
-                event = engine.parse(text)
-                if type(event) is AgentAudio:  # the hot path downstream
-                    frames = session.agent_audio(event, time.monotonic())
-                    if frames is not None:
-                        if frames[0] is not None:  # a mark, every MARK_EVERY_MS of audio
-                            await self.send(text_data=frames[0])
-                        await self.send(text_data=frames[1])
-                        if session.awaiting_agent_audio:  # a bool per frame; the rest once per reply
-                            await self._run(session.agent_audio_sent(time.monotonic()))
-                elif event is not None:
-                    await self._run(session.on_event(event, time.monotonic()))
-            detail = f"OpenAI closed the session ({ws.close_code})"
-        except ConnectionClosed as exc:
-            detail = "OpenAI connection lost"
-            log_code = exc.rcvd.code if exc.rcvd else "no close"
-            if ws is self.upstream and not session.ending:
-                log.warning("call %s: OpenAI connection lost (%s)", self._sid, log_code)
-        except ProtocolError as exc:
-            log.error("call %s: unreadable OpenAI event: %s", self._sid, exc.reason)
-            detail = f"unreadable OpenAI event: {exc.reason}"
+            await ws.wait_closed()
         finally:
             await ws.close()
+        if ws.failure:
+            detail = ws.failure
+        elif isinstance(ws.protocol.close_exc, ConnectionClosedOK):
+            detail = f"OpenAI closed the session ({ws.close_code})"
+        else:
+            detail = "OpenAI connection lost"
+            if ws is self.upstream and not session.ending:
+                rcvd = ws.protocol.close_rcvd
+                log.warning("call %s: OpenAI connection lost (%s)", self._sid, rcvd.code if rcvd else "no close")
         if ws is not self.upstream:
             return  # a socket the call has moved away from (handover) or already closed (the end)
         self.upstream = None
         if not session.ending and detail.startswith("OpenAI closed"):
             log.warning("call %s: %s", self._sid, detail)
-        await self._run(session.upstream_lost(time.monotonic(), detail))
+        self._run(session.upstream_lost(time.monotonic(), detail))
+
+    def _upstream_text(self, ws: UpstreamConnection, text: str) -> None:
+        """One OpenAI event, as it arrives."""
+        if ws.failure:
+            return  # the rest of a socket the call stopped reading
+        session = self.session
+        try:
+            event = session.engine.parse(text)
+            if type(event) is AgentAudio:  # the hot path downstream
+                frames = session.agent_audio(event, time.monotonic())
+                if frames is not None and not self.closed:
+                    mark, media = frames  # a mark every MARK_EVERY_MS of audio
+                    if not (self._send_twilio(media) if mark is None else self._send_twilio(mark, media)):
+                        session.agent_frames_dropped += 1  # Twilio's socket is closing or not reading
+                    if session.awaiting_agent_audio:  # a bool per frame; the rest once per reply
+                        self._run(session.agent_audio_sent(time.monotonic()))
+            elif event is not None:
+                self._run(session.on_event(event, time.monotonic()))
+        except ProtocolError as exc:
+            log.error("call %s: unreadable OpenAI event: %s", self._sid, exc.reason)
+            self._stop_reading(ws, f"unreadable OpenAI event: {exc.reason}")
+        except Exception:  # a defect: this runs in the socket's callback, which must not raise
+            log.exception("call %s: OpenAI event handling failed", self._sid)
+            self._stop_reading(ws, "bridge error handling an OpenAI event")
+
+    def _stop_reading(self, ws: UpstreamConnection, failure: str) -> None:
+        ws.failure = failure
+        self._spawn(ws.close())
 
     async def _hand_over(self) -> None:
         """Move the call onto a fresh upstream session before the current one reaches its time limit. Caller
         audio keeps flowing to the old session until the new one has its configuration and history."""
         session = self.session
-        ws: ClientConnection | None = None
+        ws: UpstreamConnection | None = None
         try:
             ws = await open_upstream(session.config)
             for text in session.handover_opening():
@@ -312,7 +357,7 @@ class MediaStreamConsumer(AsyncWebsocketConsumer):
         except (OSError, InvalidHandshake, TimeoutError, ConnectionClosed) as exc:
             if ws is not None:
                 await ws.close()
-            await self._run(session.handover_failed(time.monotonic(), type(exc).__name__))
+            self._run(session.handover_failed(time.monotonic(), type(exc).__name__))
             return
         except asyncio.CancelledError:  # the call ended meanwhile: the new session must not outlive it
             if ws is not None:
@@ -326,13 +371,13 @@ class MediaStreamConsumer(AsyncWebsocketConsumer):
             await old.close()
         log.info("call %s: moved to a fresh OpenAI session", self._sid)
         self._spawn(self._read_upstream(ws))
-        await self._run(session.handed_over(time.monotonic()))
+        self._run(session.handed_over(time.monotonic()))
 
     # --- ending -----------------------------------------------------------------------------------------
     async def end_politely(self, reason: str) -> None:
         """Used by the drain: the Connect action then tells the caller why the call ends."""
         if self.session is not None:
-            await self._run(self.session.end(reason, time.monotonic()))
+            self._run(self.session.end(reason, time.monotonic()))
             await self._ended()
 
     async def _end(self, end: cs.EndCall) -> None:
@@ -340,7 +385,7 @@ class MediaStreamConsumer(AsyncWebsocketConsumer):
         with call_span("call.end", parent=self.trace_span, call_sid=self._sid, end_reason=end.reason,
                        duration_s=int(time.monotonic() - session.t0)):
             if end.wait_for_playback and not self.closed:
-                await self.send(text_data=tw.mark_message(self.stream_sid, cs.END_MARK))
+                self._send_twilio(tw.mark_message(self.stream_sid, cs.END_MARK))
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self.end_mark_played.wait(), END_PLAYBACK_WAIT_S)
             ended_ms = session.t_ms(time.monotonic())  # the recording's length: up to the last audio played
@@ -356,7 +401,7 @@ class MediaStreamConsumer(AsyncWebsocketConsumer):
                 log.exception("call %s: could not record the end (%s)", self._sid, end.reason)
             log.info("call %s ended: %s after %ds", self._sid, end.reason, int(time.monotonic() - session.t0))
             call_stats.count(CALLS_ENDED, EndReason=end.reason)
-            await self._run(session.finished(time.monotonic(), stored))
+            self._run(session.finished(time.monotonic(), stored))
             if end.close_twilio and not self.closed:
                 self.closed = True
                 session.twilio_closed()
@@ -397,7 +442,7 @@ class MediaStreamConsumer(AsyncWebsocketConsumer):
         self.closed = True
         if self.session is not None:
             self.session.twilio_closed()
-            await self._run(self.session.stream_error(reason, time.monotonic()))
+            self._run(self.session.stream_error(reason, time.monotonic()))
         await self.close(code=code, reason=reason[:120])
         await self._ended()
 

@@ -190,8 +190,11 @@ class CallSession:
         self._turn_ended_at: float | None = None
         self._turn_item: str | None = None  # the agent item playing when the turn ended: not its answer
         self._reply_ms: tuple[str, int] | None = None  # (item_id, ms) for that item's transcript event
-        self.caller_frames_dropped = 0  # the early-audio buffer overflowed while the upstream opened
-        self.agent_frames_dropped = 0  # audio of a reply the caller interrupted, discarded
+        # Frames not passed on: caller audio when the early-audio buffer overflowed while the upstream opened;
+        # agent audio of a reply the caller interrupted; either when the socket it was for was closing or had
+        # stopped reading (its write buffer full).
+        self.caller_frames_dropped = 0
+        self.agent_frames_dropped = 0
 
     # --- start -------------------------------------------------------------------------------------------
     def start(self, now: float, api_key_set: bool) -> list[Action]:

@@ -2,17 +2,28 @@
 
 from __future__ import annotations
 
+import contextvars
+import logging
+from collections.abc import Callable
+from typing import Any
 from urllib.parse import urlencode, urlsplit
 
 from django.conf import settings
 from opentelemetry.trace import SpanKind
 from websockets.asyncio.client import ClientConnection, connect
+from websockets.frames import CloseCode, Frame, Opcode
+from websockets.protocol import Event, State
 
 from bridge.call_config import CallConfig
 from bridge.engine import Engine
 from bridge.live_engine import LiveEngine
+from bridge.media_path import WRITE_BUFFER_LIMIT_BYTES
 from bridge.realtime_engine import RealtimeEngine
 from calls.tracing import call_span
+
+log = logging.getLogger(__name__)
+
+_DATA = (Opcode.TEXT, Opcode.BINARY, Opcode.CONT)
 
 ENGINES: dict[str, type[RealtimeEngine] | type[LiveEngine]] = {"realtime": RealtimeEngine, "live": LiveEngine}
 
@@ -33,15 +44,85 @@ def upstream_url(config: CallConfig) -> str:
     return settings.OPENAI_LIVE_URL if config.engine == "live" else realtime_url(config.model)
 
 
-async def open_upstream(config: CallConfig, open_timeout_s: float = 10.0) -> ClientConnection:
+class UpstreamConnection(ClientConnection):
+    """websockets' client connection, with the call's text messages handed to a callback as they arrive instead of
+    queued for `recv()`, and a send that writes at once: the audio path then costs no task switch, no queue and no
+    lock per message. Control frames, the close handshake and keepalive pings stay websockets'.
+
+    Until `activate` names the callback, text messages are held (a handover's new session speaks before the call
+    moves to it); `activate` hands them over first, in order. The callback runs in the context `activate` was
+    called in (the call's log fields and trace span), not the socket's."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.on_text: Callable[[str], None] | None = None
+        self._context = contextvars.Context()
+        self._held: list[str] = []
+        self._fragments: list[bytes] = []  # a text message split over frames (OpenAI does not, but may)
+        self.failure = ""  # why the call stopped reading this socket (an unreadable event), if it did
+
+    def activate(self, on_text: Callable[[str], None]) -> None:
+        held, self._held = self._held, []
+        self._context = contextvars.copy_context()
+        self.on_text = on_text
+        for text in held:
+            on_text(text)
+
+    def process_event(self, event: Event) -> None:
+        if type(event) is not Frame or event.opcode not in _DATA:
+            super().process_event(event)  # the handshake's response, pings, pongs, the close
+            return
+        if event.opcode is Opcode.BINARY or (event.opcode is Opcode.CONT) is not bool(self._fragments):
+            self._fail(CloseCode.UNSUPPORTED_DATA if event.opcode is Opcode.BINARY else CloseCode.PROTOCOL_ERROR,
+                       "binary messages are not part of the protocol" if event.opcode is Opcode.BINARY
+                       else "unexpected continuation frame")
+            return
+        if not event.fin:
+            self._fragments.append(bytes(event.data))
+            return
+        data: Any = event.data
+        if self._fragments:
+            data = b"".join([*self._fragments, bytes(data)])
+            self._fragments = []
+        try:
+            text = str(data, "utf-8")
+        except UnicodeDecodeError:
+            self._fail(CloseCode.INVALID_DATA, "invalid UTF-8 in a text message")
+            return
+        if self.on_text is None:
+            self._held.append(text)
+        else:
+            self._context.run(self.on_text, text)
+
+    def _fail(self, code: CloseCode, reason: str) -> None:
+        log.warning("OpenAI sent a message the bridge cannot read: %s", reason)
+        if self.protocol.state is State.OPEN:
+            self.protocol.fail(code, reason)
+            self.send_data()
+        # websockets closes the socket when the peer confirms; a peer that never does is cut after the timeout.
+        self.loop.call_later(self.close_timeout or 0, self.transport.abort)
+
+    def send_now(self, text: str) -> bool:
+        """Write one text message at once; False when the socket is closing or its buffer is full (dropped)."""
+        if self.protocol.state is not State.OPEN:
+            return False
+        if self.transport.get_write_buffer_size() > WRITE_BUFFER_LIMIT_BYTES:
+            return False
+        self.protocol.send_text(text.encode())
+        self.send_data()
+        return True
+
+
+async def open_upstream(config: CallConfig, open_timeout_s: float = 10.0) -> UpstreamConnection:
     """Connect with the bearer key. Compression is off: μ-law base64 barely compresses and deflate would
     cost CPU on every audio frame."""
     url = upstream_url(config)
     # The handshake only: the session's frames are not traced.
     with call_span("openai.connect", kind=SpanKind.CLIENT, server_address=urlsplit(url).hostname,
                    model=config.model, engine=config.engine):
-        return await connect(
+        return await connect(  # type: ignore[return-value]
             url,
+            create_connection=UpstreamConnection,
             additional_headers={"Authorization": f"Bearer {settings.OPENAI_API_KEY}"},
             open_timeout=open_timeout_s,
             compression=None,
