@@ -118,6 +118,8 @@ class MediaStreamConsumer(AsyncWebsocketConsumer):
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         """What `_twilio_text` leaves: `start` (it waits for the database), anything before it, and bad input."""
+        if self.closed:
+            return  # what the peer sent after our close (a refused start, say): a second close would be an error
         if text_data is None:
             await self._reject(CLOSE_PROTOCOL, "binary frames are not part of the Media Streams protocol")
             return

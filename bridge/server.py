@@ -28,9 +28,11 @@ from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIO
 from websockets.frames import Frame
 from websockets.protocol import State
 
+from bridge import ws_frames
 from bridge.lifecycle import BridgeState
 from bridge.lifecycle import state as bridge_state
 from bridge.media_path import MEDIA_PATH_EXTENSION, WRITE_BUFFER_LIMIT_BYTES, MediaPath, TextHandler
+from bridge.ws_frames import Reader, text_frame
 
 log = logging.getLogger(__name__)
 
@@ -67,16 +69,6 @@ def limit_close_reasons(app: Asgi) -> Asgi:
     return application
 
 
-def text_frame(payload: bytes) -> bytes:
-    """One unfragmented, unmasked text frame (RFC 6455 5.2: a server's frames are not masked)."""
-    size = len(payload)
-    if size < 126:
-        return bytes((0x81, size)) + payload
-    if size < 65536:
-        return b"\x81\x7e" + size.to_bytes(2, "big") + payload
-    return b"\x81\x7f" + size.to_bytes(8, "big") + payload
-
-
 def _truncate_utf8(text: str, limit: int) -> str:
     return text.encode()[:limit].decode("utf-8", "ignore")
 
@@ -98,6 +90,8 @@ class _MediaStreamsProtocol(WebSocketsSansIOProtocol):
     """uvicorn's websockets-sansio protocol with the `voiceops.media_path` extension (`bridge.media_path`): the
     media consumer takes each text message as it arrives and writes at once. uvicorn's own path costs, per
     message, a dict, a queue hop, a task switch, pausing and resuming reads (two system calls) and an awaited send.
+    Once the connection is open, whole text frames are read by `bridge.ws_frames.scan`; every other frame goes
+    whole to the websockets library, which keeps the protocol's rules (control frames, fragments, limits).
 
     And two mends, neither on the per-message path:
     - its 1007 close for a text message with invalid UTF-8 carries no reason: the peer is told why;
@@ -108,6 +102,8 @@ class _MediaStreamsProtocol(WebSocketsSansIOProtocol):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.text_handler: TextHandler | None = None
+        self._reader = Reader.HANDSHAKE
+        self._pending = b""  # the start of a frame whose bytes have not all arrived (scanner only)
         send_close = self.conn.send_close
 
         def send_close_with_reason(code: int | None = None, reason: str = "") -> None:
@@ -125,19 +121,31 @@ class _MediaStreamsProtocol(WebSocketsSansIOProtocol):
         self.text_handler = handler
 
     def handle_text(self, event: Frame) -> None:
+        """A text frame the library read (before the scanner took over, or a fragmented message's first)."""
+        if not (event.fin and self._take_text(event.data)):
+            super().handle_text(event)  # a fragment, or invalid UTF-8: uvicorn's path (1007 for the latter)
+
+    def _take_text(self, payload: Any) -> bool:
+        """Hand a whole text message to the app: to the media path's handler at once when nothing is queued
+        before it and the handler takes it, else to the queue as uvicorn does. False for invalid UTF-8."""
+        try:
+            text = str(payload, "utf-8")
+        except UnicodeDecodeError:
+            return False
+        if self.close_sent:
+            return True  # the app is past `websocket.close`: discarded, as uvicorn does
         handler = self.text_handler
-        if handler is not None and event.fin and not self.close_sent and self.queue.empty():
+        if handler is not None and self.queue.empty():
             try:
-                text = str(event.data, "utf-8")
-            except UnicodeDecodeError:
-                pass  # uvicorn's path closes with 1007
-            else:
-                try:
-                    if handler(text):
-                        return
-                except Exception:  # a defect in the handler: the app's own path gets the message and fails there
-                    log.exception("media path handler failed")
-        super().handle_text(event)
+                if handler(text):
+                    return True
+            except Exception:  # a defect in the handler: the app's own path gets the message and fails there
+                log.exception("media path handler failed")
+        self.queue.put_nowait({"type": "websocket.receive", "text": text})
+        if not self.read_paused:
+            self.read_paused = True
+            self.transport.pause_reading()
+        return True
 
     def send_now(self, *texts: str) -> bool:
         """Write text messages at once, in one write; False when the socket is closing or its buffer is full."""
@@ -150,6 +158,45 @@ class _MediaStreamsProtocol(WebSocketsSansIOProtocol):
         return True
 
     def data_received(self, data: bytes) -> None:
+        reader = self._reader
+        if reader is Reader.SCANNER:
+            if self.conn.state is State.OPEN:
+                self._scan(data)
+                return
+            # The close has begun (ours): the library takes over, from the start of any frame the scanner held.
+            self._reader = Reader.LIBRARY
+            data, self._pending = self._pending + data, b""
+        elif reader is Reader.HANDSHAKE:
+            if self.conn.state is State.OPEN:  # uvicorn handed over the upgrade request alone: a frame starts here
+                self._reader = Reader.SCANNER
+                self._scan(data)
+                return
+            if self.handshake_initiated:  # bytes before our 101 (a client must wait for it): the library keeps them
+                self._reader = Reader.LIBRARY
+        self._library_reads(data)
+
+    def _scan(self, data: bytes) -> None:
+        buf = self._pending + data if self._pending else data
+        pos, size = 0, len(buf)
+        while pos < size:
+            end, payload = ws_frames.scan(buf, pos, True, MAX_MESSAGE_BYTES)
+            if end < 0:
+                if end == ws_frames.TOO_BIG:  # the library refuses it with 1009 and a reason
+                    self._reader, self._pending = Reader.LIBRARY, b""
+                    self._library_reads(buf[pos:])
+                    return
+                break
+            if payload is None or not self._take_text(payload):
+                self._library_reads(buf[pos:end])  # one whole frame: a control frame, a fragment, bad input
+                if self.conn.state is not State.OPEN or self.conn.parser_exc is not None:
+                    self._reader, self._pending = Reader.LIBRARY, b""
+                    if end < size:
+                        self._library_reads(buf[end:])
+                    return
+            pos = end
+        self._pending = buf[pos:] if pos < size else b""
+
+    def _library_reads(self, data: bytes) -> None:
         self.conn.receive_data(data)
         if self.conn.parser_exc is not None:
             if not self.close_sent:  # later data of a failed connection: the parser discards it

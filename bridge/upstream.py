@@ -14,16 +14,20 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.frames import CloseCode, Frame, Opcode
 from websockets.protocol import Event, State
 
+from bridge import ws_frames
 from bridge.call_config import CallConfig
 from bridge.engine import Engine
 from bridge.live_engine import LiveEngine
 from bridge.media_path import WRITE_BUFFER_LIMIT_BYTES
 from bridge.realtime_engine import RealtimeEngine
+from bridge.ws_frames import Reader
 from calls.tracing import call_span
 
 log = logging.getLogger(__name__)
 
 _DATA = (Opcode.TEXT, Opcode.BINARY, Opcode.CONT)
+MAX_EVENT_BYTES = 2**22  # the largest OpenAI event taken (a long transcript, a tool call's arguments)
+MAX_RESPONSE_HEAD_BYTES = 64 * 1024  # the handshake response's status line and headers
 
 ENGINES: dict[str, type[RealtimeEngine] | type[LiveEngine]] = {"realtime": RealtimeEngine, "live": LiveEngine}
 
@@ -47,7 +51,8 @@ def upstream_url(config: CallConfig) -> str:
 class UpstreamConnection(ClientConnection):
     """websockets' client connection, with the call's text messages handed to a callback as they arrive instead of
     queued for `recv()`, and a send that writes at once: the audio path then costs no task switch, no queue and no
-    lock per message. Control frames, the close handshake and keepalive pings stay websockets'.
+    lock per message. Once the connection is open, whole text frames are read by `bridge.ws_frames.scan`; every
+    other frame goes whole to websockets, which keeps the protocol's rules (pings, the close, fragments, limits).
 
     Until `activate` names the callback, text messages are held (a handover's new session speaks before the call
     moves to it); `activate` hands them over first, in order. The callback runs in the context `activate` was
@@ -59,6 +64,8 @@ class UpstreamConnection(ClientConnection):
         self._context = contextvars.Context()
         self._held: list[str] = []
         self._fragments: list[bytes] = []  # a text message split over frames (OpenAI does not, but may)
+        self._reader = Reader.HANDSHAKE
+        self._pending = b""  # the handshake's response until whole, then the start of an incomplete frame
         self.failure = ""  # why the call stopped reading this socket (an unreadable event), if it did
 
     def activate(self, on_text: Callable[[str], None]) -> None:
@@ -68,9 +75,70 @@ class UpstreamConnection(ClientConnection):
         for text in held:
             on_text(text)
 
+    # --- reading ------------------------------------------------------------------------------------------
+    def data_received(self, data: bytes) -> None:
+        reader = self._reader
+        if reader is Reader.SCANNER:
+            if self.protocol.state is State.OPEN:
+                self._scan(data)
+                return
+            # The close has begun (ours): websockets takes over, from the start of any frame the scanner held.
+            self._reader = Reader.LIBRARY
+            data, self._pending = self._pending + data, b""
+        elif reader is Reader.HANDSHAKE:
+            # websockets reads the response alone; the frames that may follow it in the same read are the scanner's.
+            head = self._pending + data
+            end = head.find(b"\r\n\r\n")
+            if end < 0 and len(head) <= MAX_RESPONSE_HEAD_BYTES:
+                self._pending = head
+                return
+            self._pending = b""
+            if end < 0:  # no end of headers in sight: websockets refuses it
+                self._reader = Reader.LIBRARY
+                super().data_received(head)
+                return
+            super().data_received(head[:end + 4])
+            rest = head[end + 4:]
+            if self.protocol.state is State.OPEN:
+                self._reader = Reader.SCANNER
+                if rest:
+                    self._scan(rest)
+                return
+            self._reader = Reader.LIBRARY
+            data = rest
+            if not data:
+                return
+        super().data_received(data)
+
+    def _scan(self, data: bytes) -> None:
+        buf = self._pending + data if self._pending else data
+        pos, size = 0, len(buf)
+        limit = self.protocol.max_message_size or MAX_EVENT_BYTES
+        while pos < size:
+            end, payload = ws_frames.scan(buf, pos, False, limit)
+            if end < 0:
+                if end == ws_frames.TOO_BIG:  # websockets refuses it with 1009
+                    self._reader, self._pending = Reader.LIBRARY, b""
+                    super().data_received(buf[pos:])
+                    return
+                break
+            if payload is None:
+                super().data_received(buf[pos:end])  # one whole frame: a ping, the close, a fragment, bad input
+                if self.protocol.state is not State.OPEN:
+                    self._reader, self._pending = Reader.LIBRARY, b""
+                    if end < size:
+                        super().data_received(buf[end:])
+                    return
+            else:
+                self._text_message(payload)
+            pos = end
+        self._pending = buf[pos:] if pos < size else b""
+
     def process_event(self, event: Event) -> None:
+        """What websockets read: the handshake's response and control frames are its own; a data frame here is a
+        fragment, a binary message, or any message before the scanner took over."""
         if type(event) is not Frame or event.opcode not in _DATA:
-            super().process_event(event)  # the handshake's response, pings, pongs, the close
+            super().process_event(event)
             return
         if event.opcode is Opcode.BINARY or (event.opcode is Opcode.CONT) is not bool(self._fragments):
             self._fail(CloseCode.UNSUPPORTED_DATA if event.opcode is Opcode.BINARY else CloseCode.PROTOCOL_ERROR,
@@ -84,6 +152,9 @@ class UpstreamConnection(ClientConnection):
         if self._fragments:
             data = b"".join([*self._fragments, bytes(data)])
             self._fragments = []
+        self._text_message(data)
+
+    def _text_message(self, data: Any) -> None:
         try:
             text = str(data, "utf-8")
         except UnicodeDecodeError:
@@ -102,6 +173,7 @@ class UpstreamConnection(ClientConnection):
         # websockets closes the socket when the peer confirms; a peer that never does is cut after the timeout.
         self.loop.call_later(self.close_timeout or 0, self.transport.abort)
 
+    # --- writing ------------------------------------------------------------------------------------------
     def send_now(self, text: str) -> bool:
         """Write one text message at once; False when the socket is closing or its buffer is full (dropped)."""
         if self.protocol.state is not State.OPEN:
@@ -126,7 +198,7 @@ async def open_upstream(config: CallConfig, open_timeout_s: float = 10.0) -> Ups
             additional_headers={"Authorization": f"Bearer {settings.OPENAI_API_KEY}"},
             open_timeout=open_timeout_s,
             compression=None,
-            max_size=2**22,
+            max_size=MAX_EVENT_BYTES,
             ping_interval=20,
             ping_timeout=20,
             close_timeout=2,
