@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from typing import Any
@@ -13,6 +14,7 @@ from django.conf import settings
 from django.http.request import split_domain_port, validate_host
 from redis.exceptions import RedisError
 
+from calls import live_feed
 from calls.live_feed import ALL_CALLS_GROUP, call_group
 
 log = logging.getLogger(__name__)
@@ -29,6 +31,7 @@ class DashboardConsumer(AsyncJsonWebsocketConsumer):
 
     group: str | None = None
     refused = False  # closed at connect for want of Redis: nothing more to send
+    heartbeats: asyncio.Task[None] | None = None
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         """Without Redis there is no live feed: close with 4503 and a reason, so that the page polls instead,
@@ -40,6 +43,8 @@ class DashboardConsumer(AsyncJsonWebsocketConsumer):
                 return  # the channel receive failing too, after the refusal: already closed and logged
             log.warning("dashboard live feed closed: channel layer unavailable (%s)", type(exc).__name__)
             await send({"type": "websocket.close", "code": UNAVAILABLE, "reason": UNAVAILABLE_REASON})
+        finally:
+            self._stop_heartbeats()
 
     async def connect(self) -> None:
         user = self.scope.get("user")
@@ -69,6 +74,24 @@ class DashboardConsumer(AsyncJsonWebsocketConsumer):
             return
         self.group = group
         await self.accept()
+        self.heartbeats = asyncio.get_running_loop().create_task(self._send_heartbeats())
+
+    async def _send_heartbeats(self) -> None:
+        """A quiet line sends nothing: without these, a proxy or load balancer with an idle timeout shorter than
+        the ASGI server's WebSocket pings cuts the socket. The page also reconnects when they stop coming."""
+        interval_s = settings.LIVE_FEED_HEARTBEAT_S
+        message = live_feed.heartbeat(interval_s)
+        while True:
+            await asyncio.sleep(interval_s)
+            try:
+                await self.send_json(message)
+            except OSError:  # the browser went away between two heartbeats: the disconnect follows
+                return
+
+    def _stop_heartbeats(self) -> None:
+        if self.heartbeats is not None:
+            self.heartbeats.cancel()
+            self.heartbeats = None
 
     def _same_origin(self) -> bool:
         headers = dict(self.scope.get("headers") or [])
@@ -82,6 +105,7 @@ class DashboardConsumer(AsyncJsonWebsocketConsumer):
         return bool(domain) and validate_host(domain, allowed)
 
     async def disconnect(self, code: int) -> None:
+        self._stop_heartbeats()
         if self.group:
             with contextlib.suppress(RedisError, OSError):  # Redis down: the membership expires by itself
                 await self.channel_layer.group_discard(self.group, self.channel_name)
@@ -90,11 +114,4 @@ class DashboardConsumer(AsyncJsonWebsocketConsumer):
         """The feed is one-way: anything the browser sends (even non-JSON) is ignored."""
 
     async def call_update(self, message: dict[str, Any]) -> None:
-        await self.send_json(
-            {
-                "call_id": message.get("call_id"),
-                "what": message.get("what"),
-                "call": message.get("call"),
-                "event": message.get("event"),
-            }
-        )
+        await self.send_json(live_feed.for_browser(message))

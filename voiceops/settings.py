@@ -235,6 +235,10 @@ PUBLIC_WEBHOOK_BASE_URL = PUBLIC_WEBHOOK_BASE_URL.rstrip("/")
 BRIDGE_PUBLIC_URL: str = env.url("BRIDGE_PUBLIC_URL", f"ws://127.0.0.1:{PORT}/media-stream", ("wss", "ws"))
 STREAM_TOKEN_TTL_S: int = env.int("STREAM_TOKEN_TTL_S", default=60, minimum=1)
 DRAIN_TIMEOUT_S: int = env.int("DRAIN_TIMEOUT_S", default=110, minimum=0)
+# How often the dashboard's live WebSocket sends a heartbeat (calls/live_feed.py): well inside the shortest idle
+# timeout of any proxy or load balancer in front of the app (the ALB's default is 60 s; deploy/cdk's tests check
+# ours against this default), so that a dashboard left open on a quiet line is not cut. Tests shorten it.
+LIVE_FEED_HEARTBEAT_S: int = env.int("LIVE_FEED_HEARTBEAT_S", default=20, minimum=1, maximum=600)
 # Hosts an operator allows HTTP tools to reach despite the SSRF guard (local development only).
 TOOL_ALLOWED_PRIVATE_HOSTS: list[str] = env.list("TOOL_ALLOWED_PRIVATE_HOSTS", [])
 TOOL_CA_BUNDLE: str = env.str("TOOL_CA_BUNDLE", default="")

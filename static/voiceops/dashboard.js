@@ -53,15 +53,26 @@
 
   /* --- the live feed ------------------------------------------------------------------------ */
 
-  /* Opens /dashboard/live; whenever the socket is not open, polls instead. Reconnects with backoff. */
+  /* The live feed's heartbeat (calls/live_feed.py): {"what": "heartbeat", "interval_s": N}, sent by the server
+     on a quiet line so that no proxy or load balancer sees an idle socket. */
+  var HEARTBEAT = "heartbeat";
+  var MISSED_HEARTBEATS = 3;  // no frame at all for this many intervals: the socket is dead, even without a close
+  var RETRY_FIRST_MS = 1000, RETRY_MAX_MS = 30000;
+
+  /* Opens /dashboard/live; whenever the socket is not open, polls instead. Reconnects with backoff (jittered, so
+     that the pages a deploy or a proxy cut off do not all come back at once); the backoff starts afresh only once
+     a socket has carried a frame, so one that a proxy cuts straight after opening does not reconnect every second.
+     Heartbeats are not passed on: they only prove the socket alive. */
   function LiveFeed(query, handlers, pollMs) {
     this.query = query || "";
     this.onMessage = handlers.onMessage;
     this.onPoll = handlers.onPoll;
     this.pollMs = pollMs;
-    this.retryMs = 1000;
+    this.retryMs = RETRY_FIRST_MS;
     this.socket = null;
     this.pollTimer = null;
+    this.watchdog = null;
+    this.silenceMs = 0;  // learnt from the heartbeats; 0 until the first one
     this.stopped = false;
     this.stateNode = document.getElementById("feed-state");
   }
@@ -90,24 +101,56 @@
     }
     self.socket = socket;
     socket.onopen = function () {
-      self.retryMs = 1000;
+      if (socket !== self.socket) return;
       self.stopPolling();
       self.setState("live", "live");
       self.onPoll();  // catch up on anything missed while disconnected
+      self.watch();
     };
     socket.onmessage = function (event) {
+      if (socket !== self.socket) return;
+      self.retryMs = RETRY_FIRST_MS;  // this socket works: a later cut starts the backoff afresh
       var message;
-      try { message = JSON.parse(event.data); } catch (err) { return; }
-      self.onMessage(message);
+      try { message = JSON.parse(event.data); } catch (err) { self.watch(); return; }
+      if (message && message.what === HEARTBEAT) {
+        self.silenceMs = MISSED_HEARTBEATS * 1000 * (Number(message.interval_s) || 0);
+      } else {
+        self.onMessage(message);
+      }
+      self.watch();
     };
     socket.onclose = function (event) {
-      self.socket = null;
-      if (self.stopped) return;
-      self.startPolling();
-      if (event.code === 4403) return;  // not allowed: polling (same session check) says why
-      setTimeout(function () { self.connect(); }, self.retryMs);
-      self.retryMs = Math.min(self.retryMs * 2, 30000);
+      if (socket !== self.socket) return;  // already given up on (see watch)
+      self.lost(event.code);
     };
+  };
+
+  /* (Re)arms the silence timer: a socket that stops carrying heartbeats is dropped and opened again at once,
+     rather than waiting for a close that a dead connection may deliver minutes later, or never. */
+  LiveFeed.prototype.watch = function () {
+    var self = this, socket = self.socket;
+    clearTimeout(self.watchdog);
+    self.watchdog = null;
+    if (!socket || !self.silenceMs) return;
+    self.watchdog = setTimeout(function () {
+      if (socket !== self.socket) return;
+      socket.onclose = null;
+      try { socket.close(); } catch (err) { /* closing anyway */ }
+      self.lost(null);
+    }, self.silenceMs);
+  };
+
+  LiveFeed.prototype.lost = function (code) {
+    var self = this;
+    clearTimeout(self.watchdog);
+    self.watchdog = null;
+    self.socket = null;
+    if (self.stopped) return;
+    self.startPolling();
+    if (code === 4403) return;  // not allowed: polling (same session check) says why
+    var delay = self.retryMs / 2 + Math.random() * self.retryMs / 2;
+    setTimeout(function () { self.connect(); }, delay);
+    self.retryMs = Math.min(self.retryMs * 2, RETRY_MAX_MS);
   };
 
   LiveFeed.prototype.startPolling = function () {
@@ -126,6 +169,7 @@
   LiveFeed.prototype.stop = function (label) {
     this.stopped = true;
     this.stopPolling();
+    clearTimeout(this.watchdog);
     if (this.socket) this.socket.close(1000);
     this.setState("ended", label || "ended");
   };

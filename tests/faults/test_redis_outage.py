@@ -23,6 +23,7 @@ from django.test import Client
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
+from calls import live_feed
 from calls.models import AgentConfig, Call, CallEvent
 from calls.simulators import audio
 from calls.simulators.realtime_server import RealtimeSimulator, Reply, Script
@@ -53,6 +54,8 @@ async def next_update(feed: ClientConnection, call_sid: str, what: str | None = 
     async with asyncio.timeout(timeout_s):
         while True:
             message = json.loads(await feed.recv())
+            if message["what"] == live_feed.HEARTBEAT:
+                continue
             if message["call"]["sid"] == call_sid and (what is None or message["what"] == what):
                 return message
 

@@ -31,9 +31,7 @@ global
 defaults
     mode http
     timeout connect 2s
-    timeout client 60s
-    timeout server 60s
-    timeout tunnel 1h
+{timeouts}
 frontend calls
     bind 127.0.0.1:{port}
     default_backend bridges
@@ -48,13 +46,21 @@ backend bridges
 """
 
 
+# Idle timeouts: `client`/`server` while a request is under way, `tunnel` once a WebSocket is established (when
+# unset, the client and server timeouts go on applying to it: an idle socket is cut after them).
+DEFAULT_TIMEOUTS = {"client": "60s", "server": "60s", "tunnel": "1h"}
+
+
 class HAProxy:
-    def __init__(self, workdir: Path, backends: dict[str, int]) -> None:
+    def __init__(self, workdir: Path, backends: dict[str, int], timeouts: dict[str, str | None] | None = None) -> None:
         self.port = free_port()
         self.socket = workdir / "haproxy.sock"
         self.config = workdir / "haproxy.cfg"
         servers = "\n".join(f"    server {name} 127.0.0.1:{port} check" for name, port in backends.items())
-        self.config.write_text(HAPROXY_CONFIG.format(socket=self.socket, port=self.port, servers=servers))
+        timeouts = DEFAULT_TIMEOUTS if timeouts is None else timeouts
+        timeout_lines = "\n".join(f"    timeout {name} {value}" for name, value in timeouts.items() if value)
+        self.config.write_text(HAPROXY_CONFIG.format(socket=self.socket, port=self.port, servers=servers,
+                                                     timeouts=timeout_lines))
         binary = shutil.which("haproxy") or "/usr/sbin/haproxy"
         self.proc = subprocess.Popen([binary, "-f", str(self.config), "-db"], stdout=subprocess.DEVNULL,
                                      stderr=(workdir / "haproxy.log").open("wb"))
@@ -62,6 +68,10 @@ class HAProxy:
     @property
     def http(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def ws(self) -> str:
+        return f"ws://127.0.0.1:{self.port}"
 
     def states(self) -> dict[str, str]:
         """Each backend server's health as HAProxy sees it (UP, DOWN, …), from its stats socket."""
@@ -97,13 +107,13 @@ class HAProxy:
 
 
 @pytest.fixture
-def haproxy_for(tmp_path: Path) -> Iterator[Callable[[dict[str, int]], HAProxy]]:
+def haproxy_for(tmp_path: Path) -> Iterator[Callable[..., HAProxy]]:
     assert shutil.which("haproxy") or Path("/usr/sbin/haproxy").exists(), (
         "haproxy is not installed (Debian: apt-get install haproxy; .ci/run installs it)")
     started: list[HAProxy] = []
 
-    def start(backends: dict[str, int]) -> HAProxy:
-        proxy = HAProxy(tmp_path, backends)
+    def start(backends: dict[str, int], timeouts: dict[str, str | None] | None = None) -> HAProxy:
+        proxy = HAProxy(tmp_path, backends, timeouts)
         started.append(proxy)
         return proxy
 

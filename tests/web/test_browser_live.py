@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
+import time
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -34,15 +37,15 @@ class LiveApp:
             assert response.status == 204
 
 
-@pytest.fixture
-def live_app(transactional_db: Any, tmp_path: Path) -> Iterator[LiveApp]:
+@contextmanager
+def serve_live_app(tmp_path: Path, **env: str) -> Iterator[LiveApp]:
     port = free_port()
     log_path = tmp_path / "daphne.log"
     with log_path.open("w") as log:
         proc = subprocess.Popen(
             [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "tests.web.live_asgi:application"],
             cwd=ROOT,
-            env=subprocess_env(),
+            env=subprocess_env(**env),
             stdout=log,
             stderr=subprocess.STDOUT,
         )
@@ -58,6 +61,22 @@ def live_app(transactional_db: Any, tmp_path: Path) -> Iterator[LiveApp]:
             proc.wait()
         if os.environ.get("VOICEOPS_SHOW_SERVER_LOG"):
             print(log_path.read_text())
+
+
+@pytest.fixture
+def live_app(transactional_db: Any, tmp_path: Path) -> Iterator[LiveApp]:
+    with serve_live_app(tmp_path) as app:
+        yield app
+
+
+HEARTBEAT_S = 1
+
+
+@pytest.fixture
+def live_app_quick_heartbeat(transactional_db: Any, tmp_path: Path) -> Iterator[LiveApp]:
+    """The live app sending its feed's heartbeat every second (production: every LIVE_FEED_HEARTBEAT_S, 20 s)."""
+    with serve_live_app(tmp_path, LIVE_FEED_HEARTBEAT_S=str(HEARTBEAT_S)) as app:
+        yield app
 
 
 def call_info(call: Call, status: str = "in_progress", end_reason: str = "") -> dict[str, Any]:
@@ -132,5 +151,68 @@ def test_live_calls_list_refreshes_when_a_call_starts(
         }
     )
     expect(row.locator("[data-last-line]")).to_have_text("Caller: Is anyone there?")
+    assert page.js_errors == []
+    page.context.close()
+
+
+def test_heartbeats_keep_the_feed_open_without_refreshing_the_page(
+    browser: Any, live_app_quick_heartbeat: LiveApp, admin_user: Any, front_desk: Any
+) -> None:
+    """The feed's heartbeats are not updates: the live calls table is not fetched again for each of them."""
+    from playwright.sync_api import expect
+
+    page = logged_in_page(browser, live_app_quick_heartbeat.url)
+    fetches: list[str] = []
+    page.on("request", lambda request: fetches.append(request.url) if "/partials/live-calls" in request.url else None)
+    frames: list[Any] = []
+    page.on("websocket", lambda socket: socket.on("framereceived", lambda frame: frames.append(frame)))
+    page.goto("/dashboard/")
+    expect(page.locator("#feed-state")).to_have_attribute("data-state", "live")
+    page.wait_for_timeout(3500)
+    heartbeats = [frame for frame in frames if json.loads(frame)["what"] == "heartbeat"]
+    assert len(heartbeats) >= 2, frames
+    assert len(fetches) == 1, fetches  # the catch-up when the socket opened, none per heartbeat
+    expect(page.locator("#feed-state")).to_have_attribute("data-state", "live")
+    assert page.js_errors == []
+    page.context.close()
+
+
+def test_a_feed_whose_heartbeats_stop_is_dropped_and_opened_again(
+    browser: Any, live_app_quick_heartbeat: LiveApp, admin_user: Any, front_desk: Any
+) -> None:
+    """A connection that dies on the way (a proxy dropping it, a laptop's network changing) may bring the page no
+    close for minutes: when the heartbeats stop, the page opens a new socket by itself."""
+    from playwright.sync_api import expect
+
+    page = logged_in_page(browser, live_app_quick_heartbeat.url)
+    opened: list[float] = []
+
+    def route(socket: Any) -> None:
+        server = socket.connect_to_server()
+        opened.append(time.monotonic())
+        if len(opened) == 1:  # the first socket goes silent after its first heartbeat, and is never closed
+            passed: list[Any] = []
+
+            def first_frame_only(message: Any) -> None:
+                if not passed:
+                    passed.append(message)
+                    socket.send(message)
+
+            server.on_message(first_frame_only)
+
+    page.route_web_socket(re.compile(r"/dashboard/live"), route)
+    page.goto("/dashboard/")
+    expect(page.locator("#feed-state")).to_have_attribute("data-state", "live")
+    deadline = time.monotonic() + 4 * HEARTBEAT_S + 6
+    while len(opened) < 2 and time.monotonic() < deadline:
+        page.wait_for_timeout(100)
+    assert len(opened) == 2, "the page kept a socket that carried no heartbeat for several intervals"
+    # After about MISSED_HEARTBEATS (3) silent intervals, not before one was even due.
+    assert opened[1] - opened[0] >= 3 * HEARTBEAT_S, opened
+    expect(page.locator("#feed-state")).to_have_attribute("data-state", "live")
+    call = make_call(front_desk, sid="CAlive0004", status=Call.Status.RINGING, duration_s=None)
+    live_app_quick_heartbeat.publish({"call_id": call.pk, "what": "started", "event": None,
+                                      "call": call_info(call, "ringing")})
+    expect(page.locator(f"tr[data-call-id='{call.pk}']")).to_contain_text("Ringing", timeout=3000)
     assert page.js_errors == []
     page.context.close()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from typing import Any
 
 import pytest
@@ -11,6 +13,7 @@ from channels.testing import WebsocketCommunicator
 from django.contrib.auth.models import AnonymousUser, Permission
 from django.test import override_settings
 
+from calls import live_feed
 from calls.consumers import DashboardConsumer
 
 IN_MEMORY = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
@@ -93,6 +96,32 @@ async def test_browser_messages_are_ignored(in_memory_layer, django_user_model):
     await get_channel_layer().group_send("voiceops.calls", UPDATE)
     assert (await comm.receive_json_from(timeout=2))["what"] == "event"  # still connected and working
     await comm.disconnect()
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_quiet_feed_sends_heartbeats_until_it_closes(in_memory_layer, django_user_model, settings):
+    """A quiet line must not leave the socket idle: a proxy would cut it (tests/scale/test_live_feed_through_proxy
+    checks that through HAProxy)."""
+    settings.LIVE_FEED_HEARTBEAT_S = 1
+    staff = await make_user(django_user_model, "staff", is_staff=True)
+    comm = communicator(staff)
+    assert (await comm.connect())[0]
+    opened = time.monotonic()
+    assert await comm.receive_json_from(timeout=2) == live_feed.heartbeat(1) == {"what": "heartbeat", "interval_s": 1}
+    first_after_s = time.monotonic() - opened
+    await get_channel_layer().group_send("voiceops.calls", UPDATE)
+    assert (await comm.receive_json_from(timeout=2))["what"] == "event"  # updates go on between heartbeats
+    assert await comm.receive_json_from(timeout=2) == live_feed.heartbeat(1)
+    assert 0.8 <= first_after_s <= 1.8
+    assert heartbeat_tasks()
+    await comm.disconnect()
+    await asyncio.sleep(0)
+    assert not heartbeat_tasks()  # ended with the socket, not left sending into a closed one
+
+
+def heartbeat_tasks() -> list[asyncio.Task[Any]]:
+    return [task for task in asyncio.all_tasks() if not task.done()
+            and task.get_coro().__qualname__ == "DashboardConsumer._send_heartbeats"]
 
 
 @pytest.mark.django_db(transaction=True)
