@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import io
 import logging
 import statistics
+import tempfile
 import uuid
+import wave
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -425,13 +428,54 @@ def call_cost_usd(call: Call) -> Decimal | None:
 
 def save_recording(call_id: int, wav: bytes | IO[bytes]) -> str:
     """Store a call's WAV (bytes or an open file) through the default storage (S3 in AWS, files locally) and point
-    the call at it. Returns the stored name. Runs after the call, in a thread: never on the audio path."""
-    call = Call.objects.only("pk", "twilio_call_sid", "recording").get(pk=call_id)
-    name = call.recording.field.generate_filename(call, f"{call.twilio_call_sid}.wav")
-    name = default_storage.save(name, ContentFile(wav) if isinstance(wav, bytes) else File(wav))
+    the call at it. Returns the stored name. Runs after the call, in a thread: never on the audio path.
+
+    A later stream of the call (after a transfer nobody took) is joined to the recording so far, at its place on
+    the call's timeline (the transfer's ringing is silence), so that the call keeps one recording."""
+    call = Call.objects.only("pk", "twilio_call_sid", "recording", "stream_count", "started_at",
+                             "stream_started_at").get(pk=call_id)
+    earlier = call.recording.name if call.recording and call.stream_count > 1 else ""
+    with tempfile.TemporaryFile() as joined:
+        if earlier:
+            offset_s = (call.stream_started_at - call.started_at).total_seconds() \
+                if call.stream_started_at and call.started_at else 0.0
+            _join_recordings(earlier, io.BytesIO(wav) if isinstance(wav, bytes) else wav, offset_s, joined)
+            joined.seek(0)
+            content = File(joined)
+        else:
+            content = ContentFile(wav) if isinstance(wav, bytes) else File(wav)
+        name = call.recording.field.generate_filename(call, f"{call.twilio_call_sid}.wav")
+        name = default_storage.save(name, content)
     if not Call.objects.filter(pk=call_id).update(recording=name):  # the call was deleted meanwhile
         default_storage.delete(name)
+    elif earlier and earlier != name:
+        delete_recording_file(earlier)
     return name
+
+
+RECORDING_COPY_FRAMES = 80_000  # 10 s at 8 kHz per read: the WAVs are copied, never held whole
+
+
+def _join_recordings(earlier_name: str, later: IO[bytes], offset_s: float, out: IO[bytes]) -> None:
+    """Write the stored WAV, silence up to `offset_s` into the call, then `later` (same format), up to the
+    recording's length limit."""
+    limit = settings.RECORDING_MAX_MINUTES * 60
+    with default_storage.open(earlier_name, "rb") as stored, wave.open(stored, "rb") as first, \
+            wave.open(later, "rb") as second, wave.open(out, "wb") as joined:
+        joined.setparams(first.getparams())
+        rate, frame_bytes = first.getframerate(), first.getsampwidth() * first.getnchannels()
+        room = int(limit * rate)
+        for source in (first, None, second):
+            if source is None:  # the gap: the transfer's ringing, on the call's timeline
+                gap = min(room, max(0, int(offset_s * rate) - first.getnframes()))
+                while gap > 0:
+                    block = min(gap, RECORDING_COPY_FRAMES)
+                    joined.writeframesraw(bytes(block * frame_bytes))
+                    gap, room = gap - block, room - block
+                continue
+            while room > 0 and (frames := source.readframes(min(room, RECORDING_COPY_FRAMES))):
+                joined.writeframesraw(frames)
+                room -= len(frames) // frame_bytes
 
 
 def delete_recording_file(name: str) -> None:

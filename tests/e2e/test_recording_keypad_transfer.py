@@ -214,11 +214,13 @@ async def test_the_transfer_tool_is_a_warm_transfer_with_the_summary_stored_and_
 
 
 async def test_a_transfer_nobody_answers_brings_the_caller_back_to_the_agent_on_a_new_stream(
-    bridge: ServerProcess, fresh_sim: RealtimeSimulator, agent: AgentConfig, engine: str
+    bridge: ServerProcess, fresh_sim: RealtimeSimulator, agent: AgentConfig, engine: str, media_root: Path
 ) -> None:
     """The whole fallback through the real bridge and webhooks: the agent transfers, the stream ends, Twilio
     <Dial>s, nobody answers, the Dial action answers with a new <Connect><Stream> (a fresh token), the agent is
-    told why and says it is back, the caller hangs up later, and the call is finalised once."""
+    told why and says it is back, the caller hangs up later, and the call is finalised once, with one recording."""
+    agent.record_calls = True
+    agent.save()
     fresh_sim.script = Script(
         turns=[Reply("Hello.", audio_ms=300), ToolCall("transfer_call", {"reason": "a question about a bill"}),
                Reply("I am connecting you to a colleague now.", audio_ms=500)],
@@ -230,6 +232,7 @@ async def test_a_transfer_nobody_answers_brings_the_caller_back_to_the_agent_on_
         assert await first.wait_closed(15), "the bridge did not end the stream for the transfer"
     sid = params["CallSid"]
     wait_for(lambda: Call.objects.filter(twilio_call_sid=sid, transfer_state=Call.TransferState.DIALING).exists())
+    first_recording = recorded(params).recording.name
     assert "Dial" in (await asyncio.to_thread(stream_ended_twiml, bridge, params)).verbs
     sessions_before = fresh_sim.total_sessions
     status, body = await asyncio.to_thread(signed_webhook_post, bridge.http, "/twilio/transfer-ended", {
@@ -249,7 +252,7 @@ async def test_a_transfer_nobody_answers_brings_the_caller_back_to_the_agent_on_
         assert row.is_live and row.stream_count == 2 and row.transfer_state == Call.TransferState.RETURNED
         # The same token again (a replay) is refused: the call's second stream is claimed once.
         replay = MediaStreamCall(back.stream_url, parameters=back.parameters, auth_token=TWILIO_TOKEN,
-                                 account_sid=params["AccountSid"], call_sid=sid)
+                                 account_sid=params["AccountSid"], call_sid=sid, pace=False)
         async with replay:
             assert await replay.wait_closed(10)
         assert replay.result.close_code == 4401
@@ -278,3 +281,10 @@ async def test_a_transfer_nobody_answers_brings_the_caller_back_to_the_agent_on_
     assert after == sorted(after) and max(before) <= min(after), [(e.seq, e.t_ms) for e in events]
     back_status = next(e for e in events if e.text.startswith("back with the agent"))
     assert back_status.seq > services.stream_seq_base(2)
+    # One recording: the second stream joined at its place on the call's timeline.
+    joined = wait_for(lambda: Call.objects.filter(twilio_call_sid=sid).exclude(
+        recording__in=["", first_recording]).first(), timeout_s=15).recording.name
+    assert not (media_root / first_recording).exists()
+    _, right = stereo(media_root / joined)
+    assert len(right) >= 8 * back_status.t_ms  # the first stream and the ringing, then the second stream
+    assert onset(right, 8 * back_status.t_ms) > 8 * back_status.t_ms  # the agent's "I'm back" on the timeline
