@@ -14,12 +14,17 @@ While `awaiting_agent_audio`, the consumer also calls `agent_audio_sent(now)` af
 time to the first agent audio of the call, and of each answer to a caller's turn (its reply latency).
 
 Phases: STARTING (upstream not open yet: caller audio is kept, up to 2 s) → LIVE → ENDING (the end is being
-recorded and the sockets closed) → ENDED. A response "in progress" is separate state (`response_active`): tool
-results, keypress notes and a built-in end wait for it to finish before the next `response.create`.
+recorded and the sockets closed) → ENDED. The phases are the stream's: a stream that ends for a transfer leaves
+the call live (the caller waits on Twilio's <Dial>), and when nobody answered the call comes back on a new stream
+(`Call.TransferState.RETURNED`), whose session carries on where the first left off: the conversation, the
+events' numbering and clock, the usage so far and the time left (see `CallSession.__init__`).
+A response "in progress" is separate state (`response_active`): tool results, keypress notes and a built-in end
+wait for it to finish before the next `response.create`.
 """
 
 from __future__ import annotations
 
+import copy
 import enum
 import json
 from collections import deque
@@ -33,10 +38,11 @@ from bridge.call_config import CallConfig
 from bridge.engine import Engine
 from bridge.playback import PlaybackTracker
 from bridge.recording import CallRecorder
-from bridge.transfer import reason_from_arguments, transfer_summary
+from bridge.transfer import BACK_LINE, back_from_transfer_note, reason_from_arguments, transfer_summary
 from calls import live_feed
 from calls.models import Call
-from calls.services import status_after
+from calls.services import status_after, stream_seq_base
+from calls.transfers import unanswered_why
 
 EARLY_AUDIO_FRAMES = 100  # 2 s of caller audio kept while the upstream session opens
 END_MARK = "end"
@@ -169,7 +175,20 @@ class CallSession:
         self.transcript: list[tuple[str, str]] = []  # ("caller" | "agent", text), for a handover
         self.handover_after_s = handover_after_s if engine is not None and engine.can_hand_over else None
         self._early_audio: deque[str] = deque(maxlen=EARLY_AUDIO_FRAMES)
-        self._seq = 0
+        self._seq = stream_seq_base(call.stream_count)  # each stream of a call numbers its events in its own block
+        self._t_offset_ms = 0  # the events' clock counts from the call's first stream
+        self._elapsed_s = 0.0  # of the call's time limit, before this stream
+        # Back from a transfer nobody took (`services.claim_stream` prefetched the conversation so far).
+        self.back_from_transfer = (call.stream_count > 1 and call.transfer_state == Call.TransferState.RETURNED)
+        if self.back_from_transfer and call.started_at and call.stream_started_at:
+            self._elapsed_s = (call.stream_started_at - call.started_at).total_seconds()
+            self._t_offset_ms = int(self._elapsed_s * 1000)
+        self._usage_before: dict[str, Any] = {}  # the call's earlier streams' usage
+        if self.back_from_transfer:
+            # The call's running total from here on (finish_call stores it whole).
+            self._usage_before = copy.deepcopy(call.usage or {})
+            self.usage = copy.deepcopy(self._usage_before)
+            self.transcript = [(event.kind, event.text) for event in getattr(call, "conversation", ())]
         self._response_active = False
         self._caller_speaking = False
         self._reply_due = False
@@ -201,21 +220,38 @@ class CallSession:
         actions: list[Action] = [Publish(live_feed.call_update(self.call, "started"))]
         if not api_key_set or not self.config.is_configured or self.engine is None:
             return actions + self.end(Call.EndReason.NOT_CONFIGURED, now)
-        actions += [OpenUpstream(), StartTimer(MAX_CALL_TIMER, self.config.max_call_seconds)]
+        if self.back_from_transfer:
+            why = unanswered_why(self.call.transfer_dial_status)
+            actions += self._record("status", now, f"back with the agent: the transfer was not answered ({why})", {
+                "transfer": {"outcome": "returned", "dial_status": self.call.transfer_dial_status, "why": why}})
+        time_left = max(1.0, self.config.max_call_seconds - self._elapsed_s)
+        actions += [OpenUpstream(), StartTimer(MAX_CALL_TIMER, time_left)]
         if self.handover_after_s is not None and self.handover_after_s < self.config.max_call_seconds:
             actions.append(StartTimer(HANDOVER_TIMER, self.handover_after_s))
         return actions
 
     def upstream_open(self) -> list[Action]:
-        """The upstream socket is open: configure the session; audio flows now or on `Ready`."""
-        actions: list[Action] = [SendUpstream(t) for t in self.engine.opening()]
+        """The upstream socket is open: configure the session; audio flows now or on `Ready`. Back from a transfer,
+        an engine that can be given the conversation so far (Realtime) gets it as its history."""
+        if self.back_from_transfer and self.engine.can_hand_over:
+            opening = self.engine.handover_opening(self.transcript)
+        else:
+            opening = self.engine.opening()
+        actions: list[Action] = [SendUpstream(t) for t in opening]
         if self.engine.ready_on_open:
             actions += self._ready()
         return actions
 
     def _ready(self) -> list[Action]:
         actions: list[Action] = []
-        if self.config.greeting:
+        if self.back_from_transfer:
+            # The model learns why the transfer failed (and, without a history, what was said), then tells the
+            # caller it is back; what it offers next is its own.
+            why = unanswered_why(self.call.transfer_dial_status)
+            history = [] if self.engine.can_hand_over else self.transcript
+            actions += [SendUpstream(t) for t in self.engine.user_note(back_from_transfer_note(why, history))]
+            actions += [SendUpstream(t) for t in self.engine.greeting(BACK_LINE)]
+        elif self.config.greeting:
             actions += [SendUpstream(t) for t in self.engine.greeting(self.config.greeting)]
         actions.append(FlushEarlyAudio())
         return actions
@@ -352,7 +388,8 @@ class CallSession:
             return self._on_transcript("agent", event, now)  # type: ignore[arg-type]
         if kind is ev.Usage:
             if event.cumulative:  # type: ignore[union-attr]
-                self.usage.update(event.usage)  # type: ignore[union-attr]
+                # This upstream session's figures so far, on top of the call's earlier streams' (if any).
+                self.usage.update(on_top_of(self._usage_before, event.usage))  # type: ignore[union-attr]
             else:
                 add_usage(self.usage, event.usage)  # type: ignore[union-attr]
             return []
@@ -567,8 +604,11 @@ class CallSession:
         else:
             self.call.status = status_after(self.end_reason)
             self.call.end_reason = self.end_reason
-        actions = self._record("status", now, f"call ended: {self.end_reason}",
-                               {"end_reason": self.end_reason, "usage": self.usage})
+        if stored is not None and stored.is_live and stored.transfer_state == Call.TransferState.DIALING:
+            text = "the agent's stream ended: the caller is being transferred"  # the call goes on (calls.transfers)
+        else:
+            text = f"call ended: {self.end_reason}"
+        actions = self._record("status", now, text, {"end_reason": self.end_reason, "usage": self.usage})
         if self.recorder is not None and self.recorder.truncated:
             actions += self._record("status", now, "recording stopped at its length limit (the rest is not kept)")
         for direction, dropped in (("caller", self.caller_frames_dropped), ("agent", self.agent_frames_dropped)):
@@ -586,8 +626,19 @@ class CallSession:
 
     def _record(self, kind: str, now: float, text: str = "", data: dict[str, Any] | None = None) -> list[Action]:
         self._seq += 1
-        event = live_feed.event(self._seq, kind, self.t_ms(now), text, data)
+        event = live_feed.event(self._seq, kind, self._t_offset_ms + self.t_ms(now), text, data)
         return [Record(event, live_feed.call_update(self.call, "event", event))]
+
+
+def on_top_of(before: dict[str, Any], usage: dict[str, Any]) -> dict[str, Any]:
+    """Cumulative figures of one upstream session (e.g. GPT-Live's billed seconds so far) as the call's: plus
+    what the call's earlier streams had under the same key."""
+    combined = dict(usage)
+    for key, value in usage.items():
+        earlier = before.get(key)
+        if type(value) in (int, float) and type(earlier) in (int, float):
+            combined[key] = earlier + value
+    return combined
 
 
 def add_usage(total: dict[str, Any], usage: dict[str, Any]) -> None:

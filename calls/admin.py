@@ -203,7 +203,7 @@ class AgentConfigAdmin(admin.ModelAdmin):
                 "fields": ("tools",),
             },
         ),
-        ("Routing", {"fields": ("is_default", "is_active", "transfer_number", "transfer_mode")}),
+        ("Routing", {"fields": ("is_default", "is_active", "transfer_number", "transfer_mode", "on_failed_transfer")}),
         (
             "Outbound calls",
             {
@@ -554,12 +554,14 @@ class CallAdmin(admin.ModelAdmin):
                     "agent_config",
                     ("status", "twilio_status"),
                     "end_reason",
+                    ("transfer_state", "transfer_dial_status"),
                     "transfer_summary",
                     ("answered_by", "placed_by"),
                 )
             },
         ),
-        ("Timing", {"fields": ("created_at", "started_at", "ended_at", "call_duration", "bridge_instance")}),
+        ("Timing", {"fields": ("created_at", "started_at", "ended_at", "call_duration", "bridge_instance",
+                               ("stream_count", "stream_started_at", "agent_seconds"))}),
         ("Usage", {"fields": (("input_tokens", "output_tokens"), "cost", "usage_pretty")}),
         ("Transcript", {"fields": ("transcript",)}),
         ("Config snapshot", {"fields": ("snapshot_pretty",), "classes": ("collapse",)}),

@@ -48,6 +48,10 @@ class AgentConfig(models.Model):
         WARM = "warm", "Warm: whisper a summary to the person answering first"
         COLD = "cold", "Cold: connect the caller straight away"
 
+    class FailedTransfer(models.TextChoices):
+        RETURN_TO_AGENT = "return", "Bring the caller back to the agent"
+        HANG_UP = "hang_up", "Say that nobody could take the call, then hang up"
+
     class MachineDetection(models.TextChoices):
         OFF = "off", "Off: the agent talks to whoever answers"
         HANG_UP = "hang_up", "Hang up on an answering machine"
@@ -110,6 +114,11 @@ class AgentConfig(models.Model):
     transfer_mode = models.CharField(
         max_length=10, choices=TransferMode.choices, default=TransferMode.WARM,
         help_text="Warm: the person answering hears a short summary before the caller is connected.",
+    )
+    on_failed_transfer = models.CharField(
+        max_length=10, choices=FailedTransfer.choices, default=FailedTransfer.RETURN_TO_AGENT,
+        help_text="When nobody takes a transfer (no answer, busy, failed): the agent takes the caller back, tells "
+        "them so and offers something else (e.g. to take a message), or the caller hears so and the call ends.",
     )
     record_calls = models.BooleanField(
         default=False, help_text="Keep a stereo WAV of each call (left: caller, right: agent).",
@@ -279,6 +288,17 @@ class Call(models.Model):
         PROTOCOL_ERROR = "protocol_error", "Bad stream input"
         STREAM_LOST = "stream_lost", "Media stream lost"
 
+    class TransferState(models.TextChoices):
+        """Where the call's latest transfer stands. The caller is still on the line while DIALING and RETURNING:
+        the call is not over (no end reason) until the person hangs up, or the agent's next stream ends."""
+
+        NONE = "", "No transfer"
+        DIALING = "dialing", "Ringing the transfer number"
+        ANSWERED = "answered", "Answered by a person"
+        RETURNING = "returning", "Not answered: reconnecting the caller to the agent"
+        RETURNED = "returned", "Not answered: back with the agent"
+        UNANSWERED = "unanswered", "Not answered: the call ended"
+
     twilio_call_sid = models.CharField(max_length=64, unique=True)
     direction = models.CharField(max_length=10, choices=Direction.choices, default=Direction.INBOUND)
     engine = models.CharField(max_length=10, choices=AgentConfig.Engine.choices, blank=True)
@@ -298,7 +318,17 @@ class Call(models.Model):
     twilio_status_at = models.DateTimeField(null=True, blank=True)
     end_reason = models.CharField(max_length=20, choices=EndReason.choices, blank=True)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
-    started_at = models.DateTimeField(null=True, blank=True, help_text="Media stream started.")
+    started_at = models.DateTimeField(null=True, blank=True, help_text="The first media stream started.")
+    stream_started_at = models.DateTimeField(
+        null=True, blank=True, help_text="The latest media stream started (a second one after a failed transfer).",
+    )
+    stream_count = models.PositiveSmallIntegerField(
+        default=0, help_text="Media streams so far: one, plus one each time a failed transfer returns to the agent.",
+    )
+    agent_seconds = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Seconds on the agent's media streams (not the transfers): what the "
+        "OpenAI session is billed for.",
+    )
     ended_at = models.DateTimeField(null=True, blank=True)
     duration_s = models.PositiveIntegerField(null=True, blank=True)
     stream_token_used_at = models.DateTimeField(null=True, blank=True)
@@ -316,6 +346,10 @@ class Call(models.Model):
     placed_by = models.CharField(max_length=150, blank=True, help_text="Outbound: who placed the call.")
     transfer_summary = models.TextField(
         blank=True, help_text="Transferred calls: what the person taking the call hears first (warm transfer).",
+    )
+    transfer_state = models.CharField(max_length=10, choices=TransferState.choices, blank=True, default="")
+    transfer_dial_status = models.CharField(
+        max_length=20, blank=True, help_text="Twilio's DialCallStatus of the latest transfer (no-answer, busy, …).",
     )
 
     class Meta:

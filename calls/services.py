@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import io
 import logging
 import statistics
+import tempfile
 import uuid
+import wave
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -14,7 +17,7 @@ from django.conf import settings
 from django.core.files.base import ContentFile, File
 from django.core.files.storage import default_storage
 from django.db import transaction
-from django.db.models import QuerySet
+from django.db.models import F, Prefetch, QuerySet
 from django.utils import timezone
 
 from calls import pricing
@@ -58,6 +61,7 @@ REVISION_FIELDS = [
     "speed", "turn_detection", "vad_threshold", "vad_prefix_padding_ms", "vad_silence_duration_ms",
     "idle_timeout_ms", "eagerness", "interrupt_response", "noise_reduction", "transcription_enabled",
     "transcription_model", "max_output_tokens", "max_call_minutes", "transfer_number", "transfer_mode",
+    "on_failed_transfer",
     "is_active", "is_default",
     "machine_detection", "voicemail_message", "calling_hours_start", "calling_hours_end", "calling_time_zone",
     "max_concurrent_outbound", "record_calls", "consent_message", "dtmf_actions",
@@ -172,6 +176,7 @@ def config_snapshot(config: AgentConfig) -> dict[str, Any]:
         "max_call_seconds": config.max_call_minutes * 60,
         "transfer_number": config.transfer_number or None,
         "transfer_mode": config.transfer_mode,
+        "on_failed_transfer": config.on_failed_transfer,
         "tools": tools,
         "record_calls": config.record_calls,
         "consent_message": config.consent_message,
@@ -249,7 +254,9 @@ def _rank(status: str) -> int:
 @transaction.atomic
 def apply_status_callback(call_sid: str, twilio_status: str, duration_s: int | None = None,
                           at: datetime | None = None) -> Call | None:
-    """Record a Twilio status callback. Duplicates and out-of-order callbacks never move a call backwards."""
+    """Record a Twilio status callback. Duplicates and out-of-order callbacks never move a call backwards.
+    A call that ends while no stream of the bridge holds it (the caller hung up during a transfer, or before the
+    agent's stream after a failed one was open) gets its end recorded here, once."""
     status = _TWILIO_STATUS.get(twilio_status)
     if status is None:
         raise ValueError(f"unknown CallStatus {twilio_status!r}")
@@ -265,6 +272,9 @@ def apply_status_callback(call_sid: str, twilio_status: str, duration_s: int | N
         call.twilio_status, call.twilio_status_at = twilio_status, at or now
         fields += ["twilio_status", "twilio_status_at"]
     if status in Call.TERMINAL:
+        if not call.end_reason and call.transfer_state in AWAITING_TRANSFER:
+            mark_ended(call, Call.EndReason.CALLER_HANGUP, at or now)
+            fields += ["end_reason", "ended_at", "duration_s", "cost_usd"]
         if call.ended_at is None:
             call.ended_at = at or now
             fields.append("ended_at")
@@ -272,25 +282,51 @@ def apply_status_callback(call_sid: str, twilio_status: str, duration_s: int | N
             call.duration_s = duration_s
             fields.append("duration_s")
     if fields:
-        call.save(update_fields=fields)
+        call.save(update_fields=sorted(set(fields)))
     return call
 
 
-def claim_stream(call_sid: str, stream_sid: str, instance: str) -> Call | None:
+# The transfer states in which no stream holds the call but the caller is still on the line.
+AWAITING_TRANSFER = frozenset({Call.TransferState.DIALING, Call.TransferState.RETURNING})
+
+
+def claim_stream(call_sid: str, stream_sid: str, instance: str, stream_number: int | None = None) -> Call | None:
     """Mark the call's stream token used. Returns None when it was already used (a replay) or the call is
-    unknown: the token is single-use, enforced by one conditional UPDATE."""
+    unknown: the token is single-use, enforced by one conditional UPDATE.
+
+    A call whose transfer was not answered waits for a second stream (`TransferState.RETURNING`, set by
+    `calls.transfers`): that one is claimed once too, and the row comes back with `conversation` (its caller and
+    agent events so far, in order) prefetched, for the agent to carry on. `stream_number` (the token's, when the
+    bridge passes it) must then be the next stream's number, so a token minted for an earlier stream is refused."""
     now = timezone.now()
-    unclaimed = Call.objects.filter(twilio_call_sid=call_sid, stream_token_used_at__isnull=True)
-    claimed = unclaimed.exclude(status__in=Call.TERMINAL).update(
-        stream_token_used_at=now, stream_sid=stream_sid, started_at=now, bridge_instance=instance,
-        status=Call.Status.IN_PROGRESS,
-    )
+    live = Call.objects.filter(twilio_call_sid=call_sid).exclude(status__in=Call.TERMINAL)
+    first = live.filter(stream_token_used_at__isnull=True)
+    if stream_number is None or stream_number == 1:
+        claimed = first.update(
+            stream_token_used_at=now, stream_sid=stream_sid, started_at=now, stream_started_at=now, stream_count=1,
+            bridge_instance=instance, status=Call.Status.IN_PROGRESS,
+        )
+    else:
+        claimed = 0
+    resumed = 0
     if not claimed:
+        returning = live.filter(transfer_state=Call.TransferState.RETURNING, stream_count__gte=1)
+        if stream_number is not None:
+            returning = returning.filter(stream_count=stream_number - 1)
+        resumed = returning.update(
+            stream_sid=stream_sid, stream_started_at=now, stream_count=F("stream_count") + 1,
+            bridge_instance=instance, transfer_state=Call.TransferState.RETURNED,
+        )
+    if not claimed and not resumed:
         return None
     # From here on every log line of this stream names the call (the caller's context gets this binding back
     # from sync_to_async).
     logs.bind(call_sid=call_sid, stream_sid=stream_sid)
-    return Call.objects.get(twilio_call_sid=call_sid)
+    calls = Call.objects.filter(twilio_call_sid=call_sid)
+    if resumed:
+        conversation = CallEvent.objects.filter(kind__in=(CallEvent.Kind.CALLER, CallEvent.Kind.AGENT)).order_by("seq")
+        calls = calls.prefetch_related(Prefetch("events", queryset=conversation, to_attr="conversation"))
+    return calls.get()
 
 
 FAILED_END_REASONS = frozenset({Call.EndReason.UPSTREAM_ERROR, Call.EndReason.NOT_CONFIGURED,
@@ -302,28 +338,61 @@ def status_after(end_reason: str) -> str:
     return Call.Status.FAILED if end_reason in FAILED_END_REASONS else Call.Status.COMPLETED
 
 
+def _stream_seconds(call: Call, until: datetime) -> int | None:
+    """The agent's seconds so far: the streams before, plus the current one up to `until` (None: no stream yet)."""
+    if call.stream_started_at is None:
+        return call.agent_seconds
+    return (call.agent_seconds or 0) + max(0, int((until - call.stream_started_at).total_seconds()))
+
+
+def mark_ended(call: Call, end_reason: str, at: datetime) -> None:
+    """The call's one real end (not saved): reason, end time, whole duration, status and cost. Fills only what is
+    still empty, so a later or repeated end changes nothing."""
+    if not call.end_reason:
+        call.end_reason = end_reason
+    if call.ended_at is None:
+        call.ended_at = at
+    if call.started_at and call.duration_s is None:
+        call.duration_s = max(0, int((call.ended_at - call.started_at).total_seconds()))
+    if call.status not in Call.TERMINAL:
+        call.status = status_after(call.end_reason)
+    call.cost_usd = call_cost_usd(call)
+
+
+def _hands_over_to_a_transfer(call: Call, end_reason: str) -> bool:
+    """The bridge's stream ends for a transfer the webhook is about to <Dial>: the call is not over."""
+    return (end_reason == Call.EndReason.TRANSFERRED and not call.end_reason and call.status not in Call.TERMINAL
+            and bool((call.config_snapshot or {}).get("transfer_number")))
+
+
 def finish_call(call_id: int, end_reason: str, usage: dict[str, Any] | None = None,
                 transfer_summary: str = "") -> Call:
-    """The bridge's end of a call: reason, end time, duration, summed usage and, for a transfer, the summary the
-    person taking it hears. Idempotent. Returns the row."""
+    """The bridge's end of a stream: usage so far (the session's running total over the call's streams), the
+    agent's seconds and, for a transfer, the summary the person taking it hears. Idempotent. Returns the row.
+
+    Usually the call's end too (reason, end time, duration, cost). Not for a transfer to a number: the caller
+    waits on the <Dial>, and the call ends when the transfer does (answered, or not and no return to the agent,
+    `calls.transfers`), or with the agent's next stream."""
     with transaction.atomic():
         call = Call.objects.select_for_update().get(pk=call_id)
         now = timezone.now()
-        if not call.end_reason:
-            call.end_reason = end_reason
-        if call.ended_at is None:
-            call.ended_at = now
-        if call.started_at and call.duration_s is None:
-            call.duration_s = max(0, int((call.ended_at - call.started_at).total_seconds()))
-        if call.status not in Call.TERMINAL:
-            call.status = status_after(end_reason)
         if usage:
             call.usage = usage
             call.input_tokens = int(usage.get("input_tokens", 0))
             call.output_tokens = int(usage.get("output_tokens", 0))
-        if transfer_summary and not call.transfer_summary:
-            call.transfer_summary = transfer_summary
-        call.cost_usd = call_cost_usd(call)
+        if _hands_over_to_a_transfer(call, end_reason):
+            if call.transfer_state != Call.TransferState.DIALING:  # once per transfer
+                call.agent_seconds = _stream_seconds(call, now)
+                call.transfer_state, call.transfer_dial_status = Call.TransferState.DIALING, ""
+            if transfer_summary:
+                call.transfer_summary = transfer_summary  # the latest transfer's (a call may try again)
+            call.cost_usd = call_cost_usd(call)
+        else:
+            if call.ended_at is None:
+                call.agent_seconds = _stream_seconds(call, now)
+            if transfer_summary and not call.transfer_summary:
+                call.transfer_summary = transfer_summary
+            mark_ended(call, end_reason, now)
         call.save()
     return call
 
@@ -344,9 +413,11 @@ def call_cost_usd(call: Call) -> Decimal | None:
     snapshot = call.config_snapshot or {}
     engine = call_engine(call)
     model = snapshot.get("model") or pricing.DEFAULT_MODELS.get(engine, "")
+    # The agent's own seconds: a transfer's ringing and the person's conversation open no OpenAI session.
+    seconds = call.agent_seconds if call.agent_seconds is not None else call.duration_s
     try:
         cost = pricing.call_cost(
-            pricing.load_prices(), engine=engine, model=model, usage=call.usage, duration_s=call.duration_s,
+            pricing.load_prices(), engine=engine, model=model, usage=call.usage, duration_s=seconds,
             transcription_model=snapshot.get("transcription_model"), backend_model=snapshot.get("backend_model"),
         )
     except pricing.PriceError as exc:
@@ -357,13 +428,54 @@ def call_cost_usd(call: Call) -> Decimal | None:
 
 def save_recording(call_id: int, wav: bytes | IO[bytes]) -> str:
     """Store a call's WAV (bytes or an open file) through the default storage (S3 in AWS, files locally) and point
-    the call at it. Returns the stored name. Runs after the call, in a thread: never on the audio path."""
-    call = Call.objects.only("pk", "twilio_call_sid", "recording").get(pk=call_id)
-    name = call.recording.field.generate_filename(call, f"{call.twilio_call_sid}.wav")
-    name = default_storage.save(name, ContentFile(wav) if isinstance(wav, bytes) else File(wav))
+    the call at it. Returns the stored name. Runs after the call, in a thread: never on the audio path.
+
+    A later stream of the call (after a transfer nobody took) is joined to the recording so far, at its place on
+    the call's timeline (the transfer's ringing is silence), so that the call keeps one recording."""
+    call = Call.objects.only("pk", "twilio_call_sid", "recording", "stream_count", "started_at",
+                             "stream_started_at").get(pk=call_id)
+    earlier = call.recording.name if call.recording and call.stream_count > 1 else ""
+    with tempfile.TemporaryFile() as joined:
+        if earlier:
+            offset_s = (call.stream_started_at - call.started_at).total_seconds() \
+                if call.stream_started_at and call.started_at else 0.0
+            _join_recordings(earlier, io.BytesIO(wav) if isinstance(wav, bytes) else wav, offset_s, joined)
+            joined.seek(0)
+            content = File(joined)
+        else:
+            content = ContentFile(wav) if isinstance(wav, bytes) else File(wav)
+        name = call.recording.field.generate_filename(call, f"{call.twilio_call_sid}.wav")
+        name = default_storage.save(name, content)
     if not Call.objects.filter(pk=call_id).update(recording=name):  # the call was deleted meanwhile
         default_storage.delete(name)
+    elif earlier and earlier != name:
+        delete_recording_file(earlier)
     return name
+
+
+RECORDING_COPY_FRAMES = 80_000  # 10 s at 8 kHz per read: the WAVs are copied, never held whole
+
+
+def _join_recordings(earlier_name: str, later: IO[bytes], offset_s: float, out: IO[bytes]) -> None:
+    """Write the stored WAV, silence up to `offset_s` into the call, then `later` (same format), up to the
+    recording's length limit."""
+    limit = settings.RECORDING_MAX_MINUTES * 60
+    with default_storage.open(earlier_name, "rb") as stored, wave.open(stored, "rb") as first, \
+            wave.open(later, "rb") as second, wave.open(out, "wb") as joined:
+        joined.setparams(first.getparams())
+        rate, frame_bytes = first.getframerate(), first.getsampwidth() * first.getnchannels()
+        room = int(limit * rate)
+        for source in (first, None, second):
+            if source is None:  # the gap: the transfer's ringing, on the call's timeline
+                gap = min(room, max(0, int(offset_s * rate) - first.getnframes()))
+                while gap > 0:
+                    block = min(gap, RECORDING_COPY_FRAMES)
+                    joined.writeframesraw(bytes(block * frame_bytes))
+                    gap, room = gap - block, room - block
+                continue
+            while room > 0 and (frames := source.readframes(min(room, RECORDING_COPY_FRAMES))):
+                joined.writeframesraw(frames)
+                room -= len(frames) // frame_bytes
 
 
 def delete_recording_file(name: str) -> None:
@@ -395,20 +507,33 @@ def add_events(call_id: int, events: Iterable[dict[str, Any]]) -> int:
     return len(rows)
 
 
-# Events written after the bridge is done with a call (by the webhook) number from here: the bridge's last
-# batch may still be on its way, and its seqs (0, 1, 2, … per call) must never collide with ours.
+# Events written after the bridge is done with a stream (by the webhook) number from AFTER_STREAM_SEQ on within
+# that stream's block: the bridge's last batch may still be on its way, and its seqs (1, 2, … per stream) must
+# never collide with ours. Each stream of a call (a second one after a failed transfer) has its own block, so
+# its events sort after everything before it, and a batch of an earlier stream never hides a later one's.
 AFTER_STREAM_SEQ = 1_000_000
+SEQS_PER_STREAM = 2 * AFTER_STREAM_SEQ
+
+
+def stream_seq_base(stream_number: int) -> int:
+    """The seq the bridge's events of a call's `stream_number`-th stream (1, 2, …) count on from."""
+    return max(0, stream_number - 1) * SEQS_PER_STREAM
 
 
 def add_status_event(call_id: int, text: str, data: dict[str, Any]) -> None:
     """A status line about what happened after the media stream (e.g. a transfer's outcome), after every
     event of the stream; the seq is taken under a lock on the call row."""
     with transaction.atomic():
-        Call.objects.select_for_update().filter(pk=call_id).first()
+        call = Call.objects.select_for_update().filter(pk=call_id).only("pk", "stream_count", "started_at").first()
+        if call is None:
+            return
         events = CallEvent.objects.filter(call_id=call_id)
         last_seq = events.order_by("-seq").values_list("seq", flat=True).first() or 0
         t_ms = events.order_by("-t_ms").values_list("t_ms", flat=True).first() or 0
-        CallEvent.objects.create(call_id=call_id, seq=max(last_seq + 1, AFTER_STREAM_SEQ), kind=CallEvent.Kind.STATUS,
+        if call.started_at is not None:  # the call's clock; the bridge's last events may not be stored yet
+            t_ms = max(t_ms, int((timezone.now() - call.started_at).total_seconds() * 1000))
+        floor = stream_seq_base(call.stream_count) + AFTER_STREAM_SEQ
+        CallEvent.objects.create(call_id=call_id, seq=max(last_seq + 1, floor), kind=CallEvent.Kind.STATUS,
                                  t_ms=t_ms, text=text, data=data)
 
 

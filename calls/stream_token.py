@@ -30,14 +30,18 @@ class TokenRejected(Exception):
 class StreamGrant:
     call_sid: str
     config_id: int | None
+    stream: int = 1  # which of the call's streams: 2 and on after a failed transfer brought the caller back
 
 
-def mint(call_sid: str, config_id: int | None, browser: bool = False) -> str:
+def mint(call_sid: str, config_id: int | None, browser: bool = False, stream: int = 1) -> str:
     """`browser` marks a staff test call from the dashboard: a browser cannot sign the WebSocket
-    handshake as Twilio does, so this token itself (in the handshake's query string) is its proof."""
+    handshake as Twilio does, so this token itself (in the handshake's query string) is its proof.
+    `stream`: the call's stream the token is for (`services.claim_stream`), after the first."""
     data: dict[str, object] = {"c": call_sid, "a": config_id}
     if browser:
         data["b"] = 1
+    if stream != 1:
+        data["s"] = stream
     return signing.dumps(data, salt=SALT, compress=False)
 
 
@@ -67,4 +71,5 @@ def verify(token: str | None, call_sid: str, max_age_s: int | None = None) -> St
         raise TokenRejected("stream token invalid") from None
     if not isinstance(data, dict) or data.get("c") != call_sid:
         raise TokenRejected("stream token is for another call")
-    return StreamGrant(call_sid=call_sid, config_id=data.get("a"))
+    stream = data.get("s", 1)
+    return StreamGrant(call_sid=call_sid, config_id=data.get("a"), stream=stream if type(stream) is int else 0)

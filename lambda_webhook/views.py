@@ -23,7 +23,7 @@ from django.views.decorators.http import require_POST
 from twilio.base.exceptions import TwilioException
 
 from calls import outbound as outbound_calls
-from calls import services, stream_token
+from calls import services, stream_token, transfers
 from calls.models import AgentConfig, Call, CallEvent
 from lambda_webhook import metrics, twiml
 from lambda_webhook.signature import is_authentic
@@ -93,12 +93,17 @@ def _connect_to_agent(call: Call, config_id: int | None) -> HttpResponse:
         services.finish_call(call.pk, Call.EndReason.NOT_CONFIGURED)
         metrics.count(metrics.CALLS_RECEIVED, metrics.ERRORS)
         return _twiml(twiml.say_and_hang_up(twiml.APOLOGY))
-    token = stream_token.mint(call.twilio_call_sid, config_id)
     metrics.count(metrics.CALLS_RECEIVED)
+    return _stream_to_agent(call.twilio_call_sid, config_id,
+                            announcement=call.config_snapshot.get("consent_message") or "")
+
+
+def _stream_to_agent(call_sid: str, config_id: int, announcement: str = "", stream_number: int = 1) -> HttpResponse:
+    """<Connect><Stream> to the bridge with a fresh single-use token for the call's `stream_number`-th stream."""
+    token = stream_token.mint(call_sid, config_id, stream=stream_number)
     return _twiml(
         twiml.connect_stream(settings.BRIDGE_PUBLIC_URL, token, _endpoint("status"), _endpoint("stream-ended"),
-                             twiml.current_traceparent(),
-                             announcement=call.config_snapshot.get("consent_message") or "")
+                             twiml.current_traceparent(), announcement=announcement)
     )
 
 
@@ -205,13 +210,16 @@ def stream_ended(request: HttpRequest) -> HttpResponse:
     try:
         call = (
             Call.objects.filter(twilio_call_sid=call_sid)
-            .only("end_reason", "config_snapshot", "to_number", "from_number", "direction").first()
+            .only("end_reason", "transfer_state", "config_snapshot", "to_number", "from_number", "direction").first()
         )
     except DatabaseError:
         log.exception("call %s: database unavailable after stream end", call_sid)
         return _twiml(twiml.say_and_hang_up(twiml.UPSTREAM_APOLOGY))
     reason = call.end_reason if call else ""
-    if reason == Call.EndReason.TRANSFERRED and call and call.config_snapshot.get("transfer_number"):
+    # The bridge leaves a call it hands to a transfer live (DIALING); a bridge from before that ended it.
+    transferring = call is not None and (call.transfer_state == Call.TransferState.DIALING
+                                         or reason == Call.EndReason.TRANSFERRED)
+    if transferring and call.config_snapshot.get("transfer_number"):
         warm = call.config_snapshot.get("transfer_mode", AgentConfig.TransferMode.WARM) == AgentConfig.TransferMode.WARM
         whisper_url = f"{_endpoint('whisper')}?{urlencode({'call': call_sid})}" if warm else None
         caller_id = call.from_number if call.direction == Call.Direction.OUTBOUND else call.to_number
@@ -265,19 +273,20 @@ def whisper(request: HttpRequest) -> HttpResponse:
 
 @twilio_webhook
 def transfer_ended(request: HttpRequest) -> HttpResponse:
-    """The <Dial> of a transfer is over (DialCallStatus): hang up after a conversation, or tell the caller
-    nobody answered. Recorded in the call's events."""
+    """The <Dial> of a transfer is over (DialCallStatus): hang up after a conversation; when nobody answered,
+    bring the caller back to the agent on a new stream, or tell them and hang up (calls.transfers decides and
+    records the outcome in the call's events)."""
     call_sid = request.POST["CallSid"]
     dial_status = request.POST.get("DialCallStatus", "")
-    answered = dial_status in {"completed", "answered"}
     try:
-        call = Call.objects.filter(twilio_call_sid=call_sid).first()
-        if call is not None:
-            services.add_status_event(call.pk, f"Transfer {'answered' if answered else 'not answered'}", {
-                "dial_status": dial_status, "duration_s": request.POST.get("DialCallDuration", ""),
-                "mode": call.config_snapshot.get("transfer_mode", ""),
-            })
+        outcome = transfers.transfer_ended(call_sid, dial_status, request.POST.get("DialCallDuration", ""),
+                                           request.POST.get("CallStatus", ""), bool(settings.OPENAI_API_KEY))
+        if outcome.action == transfers.AfterDial.BACK_TO_AGENT:
+            return _stream_to_agent(call_sid, outcome.config_id, stream_number=outcome.stream_number)
     except DatabaseError:
         log.exception("call %s: could not record the transfer outcome", call_sid)
-    log.info("call %s: transfer ended (%s)", call_sid, dial_status or "no status")
-    return _twiml(twiml.hang_up() if answered else twiml.say_and_hang_up(twiml.TRANSFER_UNANSWERED))
+        answered = dial_status in transfers.ANSWERED_DIAL_STATUSES
+        return _twiml(twiml.hang_up() if answered else twiml.say_and_hang_up(twiml.TRANSFER_UNANSWERED))
+    if outcome.action == transfers.AfterDial.HANG_UP:
+        return _twiml(twiml.hang_up())
+    return _twiml(twiml.say_and_hang_up(twiml.TRANSFER_UNANSWERED))

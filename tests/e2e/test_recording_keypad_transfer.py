@@ -13,11 +13,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from django.db.models import Q
 
+from bridge.transfer import BACK_LINE
+from calls import services
 from calls.models import AgentConfig, Call, CallEvent
 from calls.simulators import audio
 from calls.simulators.realtime_server import RealtimeSimulator, Reply, Script, ToolCall, agent_audio
-from calls.simulators.twilio_caller import parse_twiml, signed_webhook_post
+from calls.simulators.twilio_caller import MediaStreamCall, parse_twiml, signed_webhook_post
 from tests.bridge_tools.conftest import TlsFiles
 from tests.conftest import TWILIO_TOKEN
 from tests.e2e.conftest import bridge_env, only_realtime
@@ -143,8 +146,10 @@ async def test_keypad_menu_end_and_transfer_keys_end_the_stream(
         await call.send_dtmf(key)
         assert await call.wait_closed(10), f"the bridge did not end the stream on the {action} key"
     assert fresh_sim.errors == []
-    row = wait_for(lambda: Call.objects.filter(twilio_call_sid=params["CallSid"], ended_at__isnull=False).first())
-    assert row.end_reason == end_reason
+    # The end key ends the call; the transfer key ends the agent's stream, and the call waits on the transfer.
+    row = wait_for(lambda: Call.objects.filter(twilio_call_sid=params["CallSid"]).filter(
+        Q(ended_at__isnull=False) | Q(transfer_state=Call.TransferState.DIALING)).first())
+    assert row.end_reason == ("" if action == "transfer" else end_reason)
     dtmf = wait_for(lambda: CallEvent.objects.filter(call=row, kind="dtmf").first())
     assert (dtmf.text, dtmf.data) == (key, {"action": action})
     if action == "transfer":
@@ -189,8 +194,9 @@ async def test_the_transfer_tool_is_a_warm_transfer_with_the_summary_stored_and_
         await call.say(audio.speech_like(700) + audio.silence(900))
         assert await call.wait_closed(15)
     assert fresh_sim.errors == []
-    row = wait_for(lambda: Call.objects.filter(twilio_call_sid=params["CallSid"], ended_at__isnull=False).first())
-    assert row.end_reason == Call.EndReason.TRANSFERRED
+    row = wait_for(lambda: Call.objects.filter(twilio_call_sid=params["CallSid"],
+                                               transfer_state=Call.TransferState.DIALING).first())
+    assert row.is_live and row.end_reason == ""  # the caller waits on the <Dial>: the call is not over
     assert "Reason: a question about a bill." in row.transfer_summary
     if engine == "realtime":  # the tool's response held no words: the bridge asked for a connecting line
         assert bytes(call.result.agent_audio).endswith(agent_audio(700, fresh_sim.pacing.pattern))
@@ -205,3 +211,80 @@ async def test_the_transfer_tool_is_a_warm_transfer_with_the_summary_stored_and_
         signed_webhook_post, bridge.http, f"/twilio/whisper?call={params['CallSid']}",
         {"CallSid": "CA" + "5" * 32, "AccountSid": params["AccountSid"], "CallStatus": "in-progress"}, TWILIO_TOKEN)
     assert status == 200 and parse_twiml(body).says == [f"{row.transfer_summary} Connecting you now."]
+
+
+async def test_a_transfer_nobody_answers_brings_the_caller_back_to_the_agent_on_a_new_stream(
+    bridge: ServerProcess, fresh_sim: RealtimeSimulator, agent: AgentConfig, engine: str, media_root: Path
+) -> None:
+    """The whole fallback through the real bridge and webhooks: the agent transfers, the stream ends, Twilio
+    <Dial>s, nobody answers, the Dial action answers with a new <Connect><Stream> (a fresh token), the agent is
+    told why and says it is back, the caller hangs up later, and the call is finalised once, with one recording."""
+    agent.record_calls = True
+    agent.save()
+    fresh_sim.script = Script(
+        turns=[Reply("Hello.", audio_ms=300), ToolCall("transfer_call", {"reason": "a question about a bill"}),
+               Reply("I am connecting you to a colleague now.", audio_ms=500)],
+        transcripts=["Can I talk to someone about my bill?"])
+    params, first = await open_stream(bridge)
+    async with first:
+        await first.wait_for_reply(since_bytes=0, start_timeout=10, quiet_ms=300, finish_timeout=10)
+        await first.say(audio.speech_like(700) + audio.silence(900))
+        assert await first.wait_closed(15), "the bridge did not end the stream for the transfer"
+    sid = params["CallSid"]
+    wait_for(lambda: Call.objects.filter(twilio_call_sid=sid, transfer_state=Call.TransferState.DIALING).exists())
+    first_recording = recorded(params).recording.name
+    assert "Dial" in (await asyncio.to_thread(stream_ended_twiml, bridge, params)).verbs
+    sessions_before = fresh_sim.total_sessions
+    status, body = await asyncio.to_thread(signed_webhook_post, bridge.http, "/twilio/transfer-ended", {
+        **params, "CallStatus": "in-progress", "DialCallStatus": "no-answer", "DialCallDuration": "0"}, TWILIO_TOKEN)
+    back = parse_twiml(body)
+    assert status == 200 and back.kind == "stream" and back.says == []
+    assert back.parameters["token"] != first.parameters["token"]  # a fresh token (signed by the bridge's key)
+    assert Call.objects.get(twilio_call_sid=sid).is_live
+
+    fresh_sim.script = Script(turns=[Reply(BACK_LINE, audio_ms=800), Reply("I can take a message.", audio_ms=600)])
+    second = MediaStreamCall(back.stream_url, parameters=back.parameters, auth_token=TWILIO_TOKEN,
+                             account_sid=params["AccountSid"], call_sid=sid)
+    async with second:
+        await second.wait_for_reply(since_bytes=0, start_timeout=10, quiet_ms=300, finish_timeout=10)
+        assert bytes(second.result.agent_audio) == agent_audio(800, fresh_sim.pacing.pattern)  # the agent is back
+        row = Call.objects.get(twilio_call_sid=sid)
+        assert row.is_live and row.stream_count == 2 and row.transfer_state == Call.TransferState.RETURNED
+        # The same token again (a replay) is refused: the call's second stream is claimed once.
+        replay = MediaStreamCall(back.stream_url, parameters=back.parameters, auth_token=TWILIO_TOKEN,
+                                 account_sid=params["AccountSid"], call_sid=sid, pace=False)
+        async with replay:
+            assert await replay.wait_closed(10)
+        assert replay.result.close_code == 4401
+    assert fresh_sim.errors == []
+    assert fresh_sim.total_sessions == sessions_before + 1
+    told = json.dumps(fresh_sim.sessions[-1].received)
+    assert "did not go through: nobody answered" in told and "take a message" in told
+    if engine == "realtime":  # the conversation so far, as history items
+        assert "Can I talk to someone about my bill?" in told and "I am connecting you" in told
+
+    row = wait_for(lambda: Call.objects.filter(twilio_call_sid=sid, ended_at__isnull=False).first())
+    assert row.status == Call.Status.COMPLETED and row.end_reason == Call.EndReason.CALLER_HANGUP
+    assert row.transfer_state == Call.TransferState.RETURNED and row.transfer_dial_status == "no-answer"
+    assert row.agent_seconds is not None and row.agent_seconds <= row.duration_s
+    assert row.cost_usd == services.call_cost_usd(row)
+    events = wait_for(lambda: list(CallEvent.objects.filter(call=row).order_by("seq"))
+                      if CallEvent.objects.filter(call=row, text__startswith="call ended").exists() else None)
+    texts = [e.text for e in events if e.kind == "status"]
+    assert texts.count("call ended: caller_hangup") == 1 and not any(t == "call ended: transferred" for t in texts)
+    assert texts.index("the agent's stream ended: the caller is being transferred") \
+        < texts.index("Transfer not answered (nobody answered): back to the agent") \
+        < texts.index("back with the agent: the transfer was not answered (nobody answered)")
+    # One clock for the call: the second stream's events come after everything before it.
+    before = [e.t_ms for e in events if e.seq < services.stream_seq_base(2)]
+    after = [e.t_ms for e in events if e.seq > services.stream_seq_base(2)]
+    assert after == sorted(after) and max(before) <= min(after), [(e.seq, e.t_ms) for e in events]
+    back_status = next(e for e in events if e.text.startswith("back with the agent"))
+    assert back_status.seq > services.stream_seq_base(2)
+    # One recording: the second stream joined at its place on the call's timeline.
+    joined = wait_for(lambda: Call.objects.filter(twilio_call_sid=sid).exclude(
+        recording__in=["", first_recording]).first(), timeout_s=15).recording.name
+    assert not (media_root / first_recording).exists()
+    _, right = stereo(media_root / joined)
+    assert len(right) >= 8 * back_status.t_ms  # the first stream and the ringing, then the second stream
+    assert onset(right, 8 * back_status.t_ms) > 8 * back_status.t_ms  # the agent's "I'm back" on the timeline

@@ -3,7 +3,11 @@ ranges locally, a signed short-lived URL on S3), playable on the call page and i
 
 from __future__ import annotations
 
+import io
 import json
+import tempfile
+import wave
+from array import array
 from datetime import timedelta
 from io import StringIO
 from urllib.parse import parse_qs, urlsplit
@@ -205,3 +209,46 @@ def test_in_aws_recordings_go_to_their_private_bucket_with_signed_urls():
 def test_without_a_recordings_bucket_recordings_are_local_files():
     got = storage_settings(AWS_STORAGE_BUCKET_NAME="static-b")  # never the static files' (public) bucket
     assert got["backend"] == "django.core.files.storage.FileSystemStorage"
+
+
+def stereo_wav(seconds: float, level: int) -> bytes:
+    """A recording as the bridge writes it (8 kHz, 2 channels, 16-bit), every sample at `level`."""
+    out = io.BytesIO()
+    with wave.open(out, "wb") as wav:
+        wav.setnchannels(2)
+        wav.setsampwidth(2)
+        wav.setframerate(8000)
+        wav.writeframes(array("h", [level]).tobytes() * int(seconds * 8000) * 2)
+    return out.getvalue()
+
+
+def samples(path) -> array:
+    with wave.open(str(path)) as wav:
+        assert (wav.getnchannels(), wav.getframerate(), wav.getsampwidth()) == (2, 8000, 2)
+        return array("h", wav.readframes(wav.getnframes()))[0::2]  # the left channel is enough here
+
+
+def test_a_second_stream_after_a_failed_transfer_is_joined_to_the_recording_on_the_calls_timeline(
+    front_desk, media_root, settings
+):
+    """Stream 1: 1 s; the transfer rings 2 s; stream 2 (from 3 s into the call): 1.5 s. One recording of 4.5 s."""
+    start = timezone.now() - timedelta(minutes=1)
+    call = make_call(front_desk, status=Call.Status.IN_PROGRESS, started_at=start, stream_started_at=start,
+                     stream_count=1)
+    first = services.save_recording(call.pk, stereo_wav(1, 1000))
+    Call.objects.filter(pk=call.pk).update(stream_count=2, stream_started_at=start + timedelta(seconds=3),
+                                           transfer_state=Call.TransferState.RETURNED)
+    with tempfile.TemporaryFile() as later:  # what the bridge hands over (bridge.consumer._store_recording)
+        later.write(stereo_wav(1.5, 2000))
+        later.seek(0)
+        joined = services.save_recording(call.pk, later)
+    assert Call.objects.get(pk=call.pk).recording.name == joined != first
+    assert not (media_root / first).exists()  # one recording per call
+    left = samples(media_root / joined)
+    assert len(left) == 8000 * 4.5
+    assert set(left[:8000]) == {1000} and set(left[8000:24000]) == {0} and set(left[24000:]) == {2000}
+    # Within the recording's length limit.
+    settings.RECORDING_MAX_MINUTES = 0.05  # 3 s
+    Call.objects.filter(pk=call.pk).update(stream_count=3, stream_started_at=start + timedelta(seconds=5))
+    capped = services.save_recording(call.pk, stereo_wav(1, 3000))
+    assert len(samples(media_root / capped)) == 8000 * 3

@@ -8,6 +8,7 @@ import pytest
 from django.urls import reverse
 from django.utils.html import escape
 
+from calls import services
 from calls.models import AgentConfig, AgentConfigRevision, PhoneNumber, Tool
 from tests.web.helpers import config_post_data, new_config_data
 
@@ -255,6 +256,20 @@ def test_transfer_number_with_spaces_is_normalised(admin_client, front_desk):
     assert admin_client.post(change_url(front_desk), data).status_code == 302
     front_desk.refresh_from_db()
     assert front_desk.transfer_number == "+14155550199"
+
+
+def test_what_a_failed_transfer_does_is_chosen_in_routing_and_frozen_in_the_calls_snapshot(admin_client, front_desk):
+    assert front_desk.on_failed_transfer == AgentConfig.FailedTransfer.RETURN_TO_AGENT  # the default
+    html = admin_client.get(change_url(front_desk)).content.decode()
+    assert 'name="on_failed_transfer"' in html and "Bring the caller back to the agent" in html
+    tools = [str(pk) for pk in front_desk.tools.values_list("pk", flat=True)]
+    data = config_post_data(front_desk, transfer_number="+14155550199", tools=tools,
+                            on_failed_transfer=AgentConfig.FailedTransfer.HANG_UP)
+    assert admin_client.post(change_url(front_desk), data).status_code == 302
+    front_desk.refresh_from_db()
+    assert front_desk.on_failed_transfer == AgentConfig.FailedTransfer.HANG_UP
+    assert "on_failed_transfer" in front_desk.revisions.order_by("-number").first().changed_fields
+    assert services.config_snapshot(front_desk)["on_failed_transfer"] == "hang_up"
 
 
 def test_transfer_tool_without_number_warns(admin_client, front_desk):
