@@ -188,13 +188,14 @@ class MediaStreamConsumer(AsyncWebsocketConsumer):
             await self._reject(CLOSE_PROTOCOL, "second start on one stream")
             return
         try:
-            stream_token.verify(start.custom_parameters.get("token"), start.call_sid)
+            grant = stream_token.verify(start.custom_parameters.get("token"), start.call_sid)
         except stream_token.TokenRejected as exc:
             await self._reject(CLOSE_UNAUTHORIZED, exc.reason)
             return
         try:
+            # The token's stream number: a token minted for an earlier stream of the call cannot claim a later one.
             call = await database_sync_to_async(services.claim_stream)(
-                start.call_sid, start.stream_sid, settings.BRIDGE_INSTANCE_ID
+                start.call_sid, start.stream_sid, settings.BRIDGE_INSTANCE_ID, stream_number=grant.stream
             )
         except DatabaseError:
             log.exception("call %s: database unavailable at stream start", start.call_sid)

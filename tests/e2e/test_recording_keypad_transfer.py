@@ -241,6 +241,13 @@ async def test_a_transfer_nobody_answers_brings_the_caller_back_to_the_agent_on_
     assert status == 200 and back.kind == "stream" and back.says == []
     assert back.parameters["token"] != first.parameters["token"]  # a fresh token (signed by the bridge's key)
     assert Call.objects.get(twilio_call_sid=sid).is_live
+    # The first stream's token, still within its lifetime, cannot claim the stream the call is waiting for.
+    stale = MediaStreamCall(back.stream_url, parameters=first.parameters, auth_token=TWILIO_TOKEN,
+                            account_sid=params["AccountSid"], call_sid=sid, pace=False)
+    async with stale:
+        assert await stale.wait_closed(10)
+    assert stale.result.close_code == 4401
+    assert Call.objects.get(twilio_call_sid=sid).transfer_state == Call.TransferState.RETURNING
 
     fresh_sim.script = Script(turns=[Reply(BACK_LINE, audio_ms=800), Reply("I can take a message.", audio_ms=600)])
     second = MediaStreamCall(back.stream_url, parameters=back.parameters, auth_token=TWILIO_TOKEN,
