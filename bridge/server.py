@@ -28,11 +28,10 @@ from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIO
 from websockets.frames import Frame
 from websockets.protocol import State
 
-from bridge import ws_frames
 from bridge.lifecycle import BridgeState
 from bridge.lifecycle import state as bridge_state
 from bridge.media_path import MEDIA_PATH_EXTENSION, WRITE_BUFFER_LIMIT_BYTES, MediaPath, TextHandler
-from bridge.ws_frames import Reader, text_frame
+from bridge.ws_frames import FrameSplitter, Reader, text_frame
 
 log = logging.getLogger(__name__)
 
@@ -90,8 +89,8 @@ class _MediaStreamsProtocol(WebSocketsSansIOProtocol):
     """uvicorn's websockets-sansio protocol with the `voiceops.media_path` extension (`bridge.media_path`): the
     media consumer takes each text message as it arrives and writes at once. uvicorn's own path costs, per
     message, a dict, a queue hop, a task switch, pausing and resuming reads (two system calls) and an awaited send.
-    Once the connection is open, whole text frames are read by `bridge.ws_frames.scan`; every other frame goes
-    whole to the websockets library, which keeps the protocol's rules (control frames, fragments, limits).
+    Once the connection is open, whole text frames are split off by `bridge.ws_frames.FrameSplitter`; every other
+    frame goes whole to the websockets library, which keeps the protocol's rules (control frames, fragments, limits).
 
     And two mends, neither on the per-message path:
     - its 1007 close for a text message with invalid UTF-8 carries no reason: the peer is told why;
@@ -102,8 +101,7 @@ class _MediaStreamsProtocol(WebSocketsSansIOProtocol):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.text_handler: TextHandler | None = None
-        self._reader = Reader.HANDSHAKE
-        self._pending = b""  # the start of a frame whose bytes have not all arrived (scanner only)
+        self._frames = FrameSplitter(masked=True, max_size=MAX_MESSAGE_BYTES)
         send_close = self.conn.send_close
 
         def send_close_with_reason(code: int | None = None, reason: str = "") -> None:
@@ -158,43 +156,22 @@ class _MediaStreamsProtocol(WebSocketsSansIOProtocol):
         return True
 
     def data_received(self, data: bytes) -> None:
-        reader = self._reader
-        if reader is Reader.SCANNER:
-            if self.conn.state is State.OPEN:
-                self._scan(data)
+        frames = self._frames
+        if frames.reader is Reader.HANDSHAKE:
+            if self.conn.state is not State.OPEN:
+                if self.handshake_initiated:  # bytes before our 101 (a client must wait for it): the library's
+                    frames.hand_over()
+                self._library_reads(data)
                 return
-            # The close has begun (ours): the library takes over, from the start of any frame the scanner held.
-            self._reader = Reader.LIBRARY
-            data, self._pending = self._pending + data, b""
-        elif reader is Reader.HANDSHAKE:
-            if self.conn.state is State.OPEN:  # uvicorn handed over the upgrade request alone: a frame starts here
-                self._reader = Reader.SCANNER
-                self._scan(data)
-                return
-            if self.handshake_initiated:  # bytes before our 101 (a client must wait for it): the library keeps them
-                self._reader = Reader.LIBRARY
-        self._library_reads(data)
-
-    def _scan(self, data: bytes) -> None:
-        buf = self._pending + data if self._pending else data
-        pos, size = 0, len(buf)
-        while pos < size:
-            end, payload = ws_frames.scan(buf, pos, True, MAX_MESSAGE_BYTES)
-            if end < 0:
-                if end == ws_frames.TOO_BIG:  # the library refuses it with 1009 and a reason
-                    self._reader, self._pending = Reader.LIBRARY, b""
-                    self._library_reads(buf[pos:])
-                    return
-                break
-            if payload is None or not self._take_text(payload):
-                self._library_reads(buf[pos:end])  # one whole frame: a control frame, a fragment, bad input
-                if self.conn.state is not State.OPEN or self.conn.parser_exc is not None:
-                    self._reader, self._pending = Reader.LIBRARY, b""
-                    if end < size:
-                        self._library_reads(buf[end:])
-                    return
-            pos = end
-        self._pending = buf[pos:] if pos < size else b""
+            frames.open()  # uvicorn handed over the upgrade request alone: a frame starts here
+        elif self.conn.state is not State.OPEN:
+            frames.hand_over()  # the close has begun (ours)
+        for payload, frame in frames.split(data):
+            if payload is not None and self._take_text(payload):
+                continue
+            self._library_reads(frame)  # a control frame, a fragment, bad input; or all of it, handed over
+            if self.conn.state is not State.OPEN or self.conn.parser_exc is not None:
+                frames.hand_over()
 
     def _library_reads(self, data: bytes) -> None:
         self.conn.receive_data(data)

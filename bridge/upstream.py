@@ -14,13 +14,12 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.frames import CloseCode, Frame, Opcode
 from websockets.protocol import Event, State
 
-from bridge import ws_frames
 from bridge.call_config import CallConfig
 from bridge.engine import Engine
 from bridge.live_engine import LiveEngine
 from bridge.media_path import WRITE_BUFFER_LIMIT_BYTES
 from bridge.realtime_engine import RealtimeEngine
-from bridge.ws_frames import Reader
+from bridge.ws_frames import FrameSplitter, Reader
 from calls.tracing import call_span
 
 log = logging.getLogger(__name__)
@@ -51,8 +50,9 @@ def upstream_url(config: CallConfig) -> str:
 class UpstreamConnection(ClientConnection):
     """websockets' client connection, with the call's text messages handed to a callback as they arrive instead of
     queued for `recv()`, and a send that writes at once: the audio path then costs no task switch, no queue and no
-    lock per message. Once the connection is open, whole text frames are read by `bridge.ws_frames.scan`; every
-    other frame goes whole to websockets, which keeps the protocol's rules (pings, the close, fragments, limits).
+    lock per message. Once the connection is open, whole text frames are split off by
+    `bridge.ws_frames.FrameSplitter`; every other frame goes whole to websockets, which keeps the protocol's rules
+    (pings, the close, fragments, limits).
 
     Until `activate` names the callback, text messages are held (a handover's new session speaks before the call
     moves to it); `activate` hands them over first, in order. The callback runs in the context `activate` was
@@ -64,8 +64,8 @@ class UpstreamConnection(ClientConnection):
         self._context = contextvars.Context()
         self._held: list[str] = []
         self._fragments: list[bytes] = []  # a text message split over frames (OpenAI does not, but may)
-        self._reader = Reader.HANDSHAKE
-        self._pending = b""  # the handshake's response until whole, then the start of an incomplete frame
+        self._frames = FrameSplitter(masked=False, max_size=self.protocol.max_message_size or MAX_EVENT_BYTES)
+        self._pending = b""  # the handshake's response, until its headers are whole
         self.failure = ""  # why the call stopped reading this socket (an unreadable event), if it did
 
     def activate(self, on_text: Callable[[str], None]) -> None:
@@ -77,62 +77,31 @@ class UpstreamConnection(ClientConnection):
 
     # --- reading ------------------------------------------------------------------------------------------
     def data_received(self, data: bytes) -> None:
-        reader = self._reader
-        if reader is Reader.SCANNER:
-            if self.protocol.state is State.OPEN:
-                self._scan(data)
-                return
-            # The close has begun (ours): websockets takes over, from the start of any frame the scanner held.
-            self._reader = Reader.LIBRARY
-            data, self._pending = self._pending + data, b""
-        elif reader is Reader.HANDSHAKE:
-            # websockets reads the response alone; the frames that may follow it in the same read are the scanner's.
+        frames = self._frames
+        if frames.reader is Reader.HANDSHAKE:
+            # websockets reads the response alone; frames that follow it in the same read are the splitter's.
             head = self._pending + data
             end = head.find(b"\r\n\r\n")
             if end < 0 and len(head) <= MAX_RESPONSE_HEAD_BYTES:
                 self._pending = head
                 return
             self._pending = b""
-            if end < 0:  # no end of headers in sight: websockets refuses it
-                self._reader = Reader.LIBRARY
-                super().data_received(head)
-                return
-            super().data_received(head[:end + 4])
-            rest = head[end + 4:]
+            end = len(head) if end < 0 else end + 4  # no end of headers in sight: websockets refuses it
+            super().data_received(head[:end])
             if self.protocol.state is State.OPEN:
-                self._reader = Reader.SCANNER
-                if rest:
-                    self._scan(rest)
-                return
-            self._reader = Reader.LIBRARY
-            data = rest
-            if not data:
-                return
-        super().data_received(data)
-
-    def _scan(self, data: bytes) -> None:
-        buf = self._pending + data if self._pending else data
-        pos, size = 0, len(buf)
-        limit = self.protocol.max_message_size or MAX_EVENT_BYTES
-        while pos < size:
-            end, payload = ws_frames.scan(buf, pos, False, limit)
-            if end < 0:
-                if end == ws_frames.TOO_BIG:  # websockets refuses it with 1009
-                    self._reader, self._pending = Reader.LIBRARY, b""
-                    super().data_received(buf[pos:])
-                    return
-                break
+                frames.open()
+            else:
+                frames.hand_over()
+            data = head[end:]
+        elif self.protocol.state is not State.OPEN:
+            frames.hand_over()  # the close has begun
+        for payload, frame in frames.split(data):
             if payload is None:
-                super().data_received(buf[pos:end])  # one whole frame: a ping, the close, a fragment, bad input
-                if self.protocol.state is not State.OPEN:
-                    self._reader, self._pending = Reader.LIBRARY, b""
-                    if end < size:
-                        super().data_received(buf[end:])
-                    return
+                super().data_received(frame)  # a ping, the close, a fragment, bad input; or all of it, handed over
             else:
                 self._text_message(payload)
-            pos = end
-        self._pending = buf[pos:] if pos < size else b""
+            if self.protocol.state is not State.OPEN:
+                frames.hand_over()
 
     def process_event(self, event: Event) -> None:
         """What websockets read: the handshake's response and control frames are its own; a data frame here is a

@@ -10,6 +10,7 @@ library's generator-based parser, its frame objects and its event list.
 from __future__ import annotations
 
 import enum
+from collections.abc import Iterator
 
 from websockets.frames import apply_mask  # websockets' C speedup when built, its Python version otherwise
 
@@ -68,3 +69,49 @@ class Reader(enum.Enum):
     HANDSHAKE = "handshake"  # the library, until the connection is open
     SCANNER = "scanner"  # `scan`, handing the library every frame it does not take
     LIBRARY = "library"  # the library alone: after a frame too big, a failure, or once the close has begun
+
+
+class FrameSplitter:
+    """One socket's incoming bytes, split in order between whole text messages (the caller's) and what the library
+    must read: one whole frame at a time while scanning, everything once handed over. No I/O: `split` yields
+    `(payload, frame)`, the unmasked payload of a whole text frame (None for another frame) and the frame's bytes;
+    the caller gives the library the frames it does not take and calls `hand_over` when the library's state says
+    the scanner must stop (the close has begun, the connection failed); the rest then goes to the library."""
+
+    def __init__(self, masked: bool, max_size: int) -> None:
+        self.masked = masked  # frames from a client are masked, frames from a server are not
+        self.max_size = max_size
+        self.reader = Reader.HANDSHAKE
+        self._pending = b""  # the start of a frame whose bytes have not all arrived
+
+    def open(self) -> None:
+        """The handshake is done and the library has no bytes of a frame: a frame starts with the next byte."""
+        if self.reader is Reader.HANDSHAKE:
+            self.reader = Reader.SCANNER
+
+    def hand_over(self) -> None:
+        self.reader = Reader.LIBRARY
+
+    def split(self, data: bytes) -> Iterator[tuple[bytes | None, bytes]]:
+        buf = self._pending + data if self._pending else data
+        self._pending = b""
+        if self.reader is not Reader.SCANNER:
+            if buf:
+                yield None, buf
+            return
+        pos, size = 0, len(buf)
+        while pos < size:
+            end, payload = scan(buf, pos, self.masked, self.max_size)
+            if end == NEED_MORE:
+                self._pending = buf[pos:]
+                return
+            if end == TOO_BIG:  # the library refuses it (1009 and a reason)
+                self.reader = Reader.LIBRARY
+                yield None, buf[pos:]
+                return
+            yield payload, buf[pos:end]
+            pos = end
+            if self.reader is not Reader.SCANNER:  # handed over meanwhile: the library reads the rest
+                if pos < size:
+                    yield None, buf[pos:]
+                return
