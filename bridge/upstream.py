@@ -19,7 +19,7 @@ from bridge.engine import Engine
 from bridge.live_engine import LiveEngine
 from bridge.media_path import WRITE_BUFFER_LIMIT_BYTES
 from bridge.realtime_engine import RealtimeEngine
-from bridge.ws_frames import FrameSplitter, Reader
+from bridge.ws_frames import FrameSplitter, MaskKeys, Reader, text_frame
 from calls.tracing import call_span
 
 log = logging.getLogger(__name__)
@@ -66,6 +66,7 @@ class UpstreamConnection(ClientConnection):
         self._fragments: list[bytes] = []  # a text message split over frames (OpenAI does not, but may)
         self._frames = FrameSplitter(masked=False, max_size=self.protocol.max_message_size or MAX_EVENT_BYTES)
         self._pending = b""  # the handshake's response, until its headers are whole
+        self._mask_keys = MaskKeys()
         self.failure = ""  # why the call stopped reading this socket (an unreadable event), if it did
 
     def activate(self, on_text: Callable[[str], None]) -> None:
@@ -149,8 +150,7 @@ class UpstreamConnection(ClientConnection):
             return False
         if self.transport.get_write_buffer_size() > WRITE_BUFFER_LIMIT_BYTES:
             return False
-        self.protocol.send_text(text.encode())
-        self.send_data()
+        self.transport.write(text_frame(text.encode(), self._mask_keys.next()))
         return True
 
 

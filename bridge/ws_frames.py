@@ -10,6 +10,7 @@ library's generator-based parser, its frame objects and its event list.
 from __future__ import annotations
 
 import enum
+import os
 from collections.abc import Iterator
 
 from websockets.frames import apply_mask  # websockets' C speedup when built, its Python version otherwise
@@ -53,14 +54,36 @@ def scan(buf: bytes, pos: int, masked: bool, max_size: int) -> tuple[int, bytes 
     return end, buf[start:end]
 
 
-def text_frame(payload: bytes) -> bytes:
-    """One unfragmented, unmasked text frame (RFC 6455 5.2: a server's frames are not masked)."""
+def text_frame(payload: bytes, mask: bytes | None = None) -> bytes:
+    """One unfragmented text frame: unmasked from a server, masked with the 4-byte `mask` from a client (RFC 6455
+    5.2, 5.3)."""
     size = len(payload)
+    bit = 0x80 if mask is not None else 0
     if size < 126:
-        return bytes((_FIN_TEXT, size)) + payload
-    if size < 65536:
-        return bytes((_FIN_TEXT, 126)) + size.to_bytes(2, "big") + payload
-    return bytes((_FIN_TEXT, 127)) + size.to_bytes(8, "big") + payload
+        header = bytes((_FIN_TEXT, bit | size))
+    elif size < 65536:
+        header = bytes((_FIN_TEXT, bit | 126)) + size.to_bytes(2, "big")
+    else:
+        header = bytes((_FIN_TEXT, bit | 127)) + size.to_bytes(8, "big")
+    if mask is None:
+        return header + payload
+    return header + mask + apply_mask(payload, mask)
+
+
+class MaskKeys:
+    """A client's masking keys (RFC 6455 5.3: from a strong source of entropy, unpredictable to the server), drawn
+    from the OS 4 KiB at a time rather than with a system call per frame."""
+
+    def __init__(self) -> None:
+        self._keys = b""
+        self._next = 0
+
+    def next(self) -> bytes:
+        if self._next >= len(self._keys):
+            self._keys, self._next = os.urandom(4096), 0
+        key = self._keys[self._next:self._next + 4]
+        self._next += 4
+        return key
 
 
 class Reader(enum.Enum):

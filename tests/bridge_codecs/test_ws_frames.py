@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from websockets.frames import Frame, Opcode
 from websockets.streams import StreamReader
 
-from bridge.ws_frames import FrameSplitter, text_frame
+from bridge.ws_frames import FrameSplitter, MaskKeys, text_frame
 
 
 def read_back(data: bytes) -> list[Frame]:
@@ -33,6 +33,24 @@ def test_every_length_encoding_reads_back_as_one_text_frame(size: int) -> None:
     text = "é" * (size // 2) + "a" * (size % 2)  # multi-byte UTF-8: the header counts bytes, not characters
     [frame] = read_back(text_frame(text.encode()))
     assert frame.opcode is Opcode.TEXT and frame.fin and frame.data.decode() == text
+
+
+@pytest.mark.parametrize("size", [0, 125, 126, 65535, 65536])
+def test_a_client_frame_is_masked_and_reads_back_as_its_text(size: int) -> None:
+    text = "x" * size
+    data = text_frame(text.encode(), MaskKeys().next())
+    assert data[1] & 0x80  # the mask bit
+    reader = StreamReader()
+    reader.feed_data(data)
+    with pytest.raises(StopIteration) as parsed:
+        next(Frame.parse(reader.read_exact, mask=True))
+    assert parsed.value.value.opcode is Opcode.TEXT and parsed.value.value.data.decode() == text
+
+
+def test_mask_keys_are_four_bytes_and_vary() -> None:
+    keys = MaskKeys()
+    drawn = [keys.next() for _ in range(3000)]  # past one 4 KiB draw
+    assert {len(key) for key in drawn} == {4} and len(set(drawn)) > 2900
 
 
 @given(st.lists(st.text(max_size=400), min_size=1, max_size=5))
