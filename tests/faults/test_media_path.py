@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 import random
 
@@ -124,3 +125,25 @@ async def test_frames_cut_at_any_byte_with_pings_and_fragments_between_them_arri
     assert ws.close_code is None  # still open: nothing in the stream was refused
     row = await hang_up(ws, call_sid)
     assert row.end_reason == Call.EndReason.CALLER_HANGUP
+
+
+async def test_frames_after_a_refused_start_are_ignored_without_a_second_close(
+    bridge: ServerProcess, fresh_sim: RealtimeSimulator, agent: AgentConfig
+) -> None:
+    """A `start` refused (a bad token: 4401) with media right behind it: the refusal stands and the media is
+    ignored; before, the media was refused again ("media before start"), a second close the server rejects."""
+    params, call = await open_stream(bridge)
+    log_before = len(bridge.log)
+    headers = {"X-Twilio-Signature": compute_signature(call.stream_url, {}, TWILIO_TOKEN)}
+    async with connect(call.connect_url, additional_headers=headers, ping_interval=None) as ws:
+        await ws.send(json.dumps({"event": "start", "streamSid": "MZ", "start": {
+            "accountSid": params["AccountSid"], "streamSid": "MZ", "callSid": params["CallSid"],
+            "customParameters": {"token": "not-a-token"}}}))
+        for n in range(20):
+            await ws.send(numbered_frame(n))
+        with contextlib.suppress(ConnectionClosed):
+            await asyncio.wait_for(ws.wait_closed(), 5)
+    assert ws.close_code == 4401 and ws.close_reason
+    await asyncio.sleep(0.5)
+    log = bridge.log[log_before:]
+    assert "Unexpected ASGI message" not in log and "Traceback" not in log, log[-2000:]
