@@ -133,17 +133,19 @@ async def test_frames_after_a_refused_start_are_ignored_without_a_second_close(
     """A `start` refused (a bad token: 4401) with media right behind it: the refusal stands and the media is
     ignored; before, the media was refused again ("media before start"), a second close the server rejects."""
     params, call = await open_stream(bridge)
-    log_before = len(bridge.log)
+    log_before = len(bridge.log())
     headers = {"X-Twilio-Signature": compute_signature(call.stream_url, {}, TWILIO_TOKEN)}
     async with connect(call.connect_url, additional_headers=headers, ping_interval=None) as ws:
-        await ws.send(json.dumps({"event": "start", "streamSid": "MZ", "start": {
-            "accountSid": params["AccountSid"], "streamSid": "MZ", "callSid": params["CallSid"],
-            "customParameters": {"token": "not-a-token"}}}))
-        for n in range(20):
-            await ws.send(numbered_frame(n))
+        start = json.dumps({"event": "start", "streamSid": "MZ", "start": {
+            "accountSid": params["AccountSid"], "streamSid": "MZ", "callSid": params["CallSid"], "tracks": ["inbound"],
+            "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1},
+            "customParameters": {"token": "not-a-token"}}})
+        # One write: the media is queued behind `start` before the bridge has read it.
+        ws.transport.write(b"".join(Frame(Opcode.TEXT, text.encode()).serialize(mask=True)
+                                    for text in [start, *(numbered_frame(n) for n in range(20))]))
         with contextlib.suppress(ConnectionClosed):
             await asyncio.wait_for(ws.wait_closed(), 5)
     assert ws.close_code == 4401 and ws.close_reason
     await asyncio.sleep(0.5)
-    log = bridge.log[log_before:]
+    log = bridge.log()[log_before:]
     assert "Unexpected ASGI message" not in log and "Traceback" not in log, log[-2000:]
