@@ -7,8 +7,8 @@ The audio path does no per-frame logging, database or channel-layer work, and ne
 base64 μ-law payload goes upstream as-is, the model's base64 μ-law deltas go to Twilio as-is. Everything
 else (transcripts, tool calls, usage) leaves through the event sink, off the audio path.
 
-Both sockets hand their messages over as they arrive and take writes at once (runbridge's server offers Twilio's
-socket so, as the `voiceops.media_path` ASGI extension; `UpstreamConnection` does it for OpenAI's): a frame goes
+Both sockets hand their messages over as they arrive and take writes at once: Twilio's through runbridge's
+`voiceops.media_path` ASGI extension (`bridge/media_path.py`), OpenAI's through `UpstreamConnection`. A frame goes
 through parse, session and write in one callback, with no task switch, queue or lock, and the session's actions
 run without awaiting, so they never interleave with another message's.
 """
@@ -168,8 +168,7 @@ class MediaStreamConsumer(AsyncWebsocketConsumer):
         self.closed = True
         if self.session is not None:
             self.session.twilio_closed()
-            self._run(self.session.end(Call.EndReason.CALLER_HANGUP, time.monotonic(),
-                                             close_twilio=False))
+            self._run(self.session.end(Call.EndReason.CALLER_HANGUP, time.monotonic(), close_twilio=False))
             await self._ended()
 
     # --- call start -------------------------------------------------------------------------------------
