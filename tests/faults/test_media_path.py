@@ -45,11 +45,15 @@ async def open_raw_stream(bridge: ServerProcess) -> tuple[str, ClientConnection]
     headers = {"X-Twilio-Signature": compute_signature(call.stream_url, {}, TWILIO_TOKEN)}
     ws = await connect(call.connect_url, additional_headers=headers, ping_interval=None)
     await ws.send(json.dumps({"event": "connected", "protocol": "Call", "version": "1.0.0"}))
-    await ws.send(json.dumps({"event": "start", "streamSid": "MZ", "start": {
+    await ws.send(start_message(params, call.parameters))
+    return params["CallSid"], ws
+
+
+def start_message(params: dict[str, str], custom_parameters: dict[str, str]) -> str:
+    return json.dumps({"event": "start", "streamSid": "MZ", "start": {
         "accountSid": params["AccountSid"], "streamSid": "MZ", "callSid": params["CallSid"], "tracks": ["inbound"],
         "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1},
-        "customParameters": dict(call.parameters)}}))
-    return params["CallSid"], ws
+        "customParameters": dict(custom_parameters)}})
 
 
 async def hang_up(ws: ClientConnection, call_sid: str) -> Call:
@@ -136,10 +140,7 @@ async def test_frames_after_a_refused_start_are_ignored_without_a_second_close(
     log_before = len(bridge.log())
     headers = {"X-Twilio-Signature": compute_signature(call.stream_url, {}, TWILIO_TOKEN)}
     async with connect(call.connect_url, additional_headers=headers, ping_interval=None) as ws:
-        start = json.dumps({"event": "start", "streamSid": "MZ", "start": {
-            "accountSid": params["AccountSid"], "streamSid": "MZ", "callSid": params["CallSid"], "tracks": ["inbound"],
-            "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1},
-            "customParameters": {"token": "not-a-token"}}})
+        start = start_message(params, {"token": "not-a-token"})
         # One write: the media is queued behind `start` before the bridge has read it.
         ws.transport.write(b"".join(Frame(Opcode.TEXT, text.encode()).serialize(mask=True)
                                     for text in [start, *(numbered_frame(n) for n in range(20))]))
