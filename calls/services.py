@@ -290,30 +290,24 @@ def apply_status_callback(call_sid: str, twilio_status: str, duration_s: int | N
 AWAITING_TRANSFER = frozenset({Call.TransferState.DIALING, Call.TransferState.RETURNING})
 
 
-def claim_stream(call_sid: str, stream_sid: str, instance: str, stream_number: int | None = None) -> Call | None:
+def claim_stream(call_sid: str, stream_sid: str, instance: str, stream_number: int = 1) -> Call | None:
     """Mark the call's stream token used. Returns None when it was already used (a replay) or the call is
     unknown: the token is single-use, enforced by one conditional UPDATE.
 
     A call whose transfer was not answered waits for a second stream (`TransferState.RETURNING`, set by
     `calls.transfers`): that one is claimed once too, and the row comes back with `conversation` (its caller and
-    agent events so far, in order) prefetched, for the agent to carry on. `stream_number` (the token's, when the
-    bridge passes it) must then be the next stream's number, so a token minted for an earlier stream is refused."""
+    agent events so far, in order) prefetched, for the agent to carry on. `stream_number` is the token's: only the
+    stream the call waits for can be claimed, so a token minted for an earlier stream is refused."""
     now = timezone.now()
     live = Call.objects.filter(twilio_call_sid=call_sid).exclude(status__in=Call.TERMINAL)
-    first = live.filter(stream_token_used_at__isnull=True)
-    if stream_number is None or stream_number == 1:
-        claimed = first.update(
+    claimed = resumed = 0
+    if stream_number == 1:
+        claimed = live.filter(stream_token_used_at__isnull=True).update(
             stream_token_used_at=now, stream_sid=stream_sid, started_at=now, stream_started_at=now, stream_count=1,
             bridge_instance=instance, status=Call.Status.IN_PROGRESS,
         )
     else:
-        claimed = 0
-    resumed = 0
-    if not claimed:
-        returning = live.filter(transfer_state=Call.TransferState.RETURNING, stream_count__gte=1)
-        if stream_number is not None:
-            returning = returning.filter(stream_count=stream_number - 1)
-        resumed = returning.update(
+        resumed = live.filter(transfer_state=Call.TransferState.RETURNING, stream_count=stream_number - 1).update(
             stream_sid=stream_sid, stream_started_at=now, stream_count=F("stream_count") + 1,
             bridge_instance=instance, transfer_state=Call.TransferState.RETURNED,
         )

@@ -166,6 +166,7 @@ def test_the_returning_stream_is_claimed_once_and_carries_the_conversation(clien
     first_stream_token = stream_token.mint(CALL_SID, transferred.agent_config_id)
     # A token minted for the first stream (the bridge passes its stream number) cannot claim the second one.
     assert services.claim_stream(CALL_SID, "MZ" + "0" * 32, "bridge-9", stream_number=1) is None
+    assert services.claim_stream(CALL_SID, "MZ" + "0" * 32, "bridge-9") is None  # a claim names its stream: 1
     assert stream_token.verify(first_stream_token, CALL_SID).stream == 1
     call = services.claim_stream(CALL_SID, "MZ" + "2" * 32, "bridge-2", stream_number=2)
     assert call is not None and call.transfer_state == Call.TransferState.RETURNED
@@ -173,7 +174,7 @@ def test_the_returning_stream_is_claimed_once_and_carries_the_conversation(clien
     assert call.started_at == transferred.started_at and call.stream_started_at > transferred.started_at
     assert [(e.kind, e.text) for e in call.conversation] == [
         ("agent", "Hello!"), ("caller", "Can I talk to someone about my bill?")]
-    # Once: a replay (with or without the stream number) is refused.
+    # Once: a replay is refused.
     assert services.claim_stream(CALL_SID, "MZ" + "3" * 32, "bridge-3") is None
     assert services.claim_stream(CALL_SID, "MZ" + "3" * 32, "bridge-3", stream_number=2) is None
 
@@ -199,7 +200,7 @@ def test_back_with_the_agent_the_call_ends_once_with_the_whole_duration_and_the_
     services.finish_call(transferred.pk, Call.EndReason.TRANSFERRED, USAGE_1)
     clock[0] = t0 + timedelta(seconds=90)
     transfer_ended(client, "busy")
-    services.claim_stream(CALL_SID, "MZ" + "2" * 32, "bridge-2")
+    services.claim_stream(CALL_SID, "MZ" + "2" * 32, "bridge-2", stream_number=2)
     clock[0] = t0 + timedelta(seconds=135)
     total = {"input_tokens": 2500, "output_tokens": 900, "input_token_details": {"audio_tokens": 2200}}
     ended = services.finish_call(transferred.pk, Call.EndReason.AGENT_ENDED, total)
